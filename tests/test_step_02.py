@@ -1,0 +1,65 @@
+"""Step 02: causal_mask against the mask HuggingFace's GPT-2 attention applies
+(its lower-triangular `bias` buffer, sliced for queries after num_tokens
+earlier tokens), as 0 (may attend) and -inf (may not)."""
+
+import numpy as np
+import torch
+from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
+
+from tests.harness import assert_close, hf_config, run_compiled
+
+STEP = 2
+SEQUENCE_LENGTHS = [1, 6, 67]
+NUM_TOKENS = [0, 3]
+
+
+def huggingface_allowed(seq: int, num_tokens: int) -> np.ndarray:
+    """HuggingFace's boolean causal mask for seq queries after num_tokens earlier tokens."""
+    attention = GPT2Attention(hf_config(dict(n_embd=8, n_head=2, n_positions=128)))
+    key_length = seq + num_tokens
+    return attention.bias[0, 0, key_length - seq : key_length, :key_length].numpy()
+
+
+def additive(allowed: np.ndarray) -> np.ndarray:
+    return np.where(allowed, 0.0, -np.inf)
+
+
+def mask_mistakes(seq: int, num_tokens: int):
+    keys = seq + num_tokens
+    allowed = huggingface_allowed(seq, num_tokens)
+    rows, cols = np.arange(seq)[:, None], np.arange(keys)[None, :]
+    return {
+        "the diagonal is masked: a token must see itself (key j <= query i + num_tokens).":
+            lambda: additive(cols < rows + num_tokens),
+        "the mask is flipped: -inf must be ABOVE the diagonal (the future), 0 on and below it.":
+            lambda: additive(cols >= rows + num_tokens),
+        "num_tokens is ignored: the diagonal must move right by num_tokens.":
+            lambda: additive(cols <= rows),
+        "the mask holds 1 and 0: it is added to the scores, so use 0 (attend) and -inf (do not).":
+            lambda: allowed.astype(np.float64),
+        "the mask holds 0 and 1 the other way round: use 0 (attend) and -inf (do not).":
+            lambda: (~allowed).astype(np.float64),
+    }
+
+
+def test_causal_mask_matches_huggingface(lesson):
+    causal_mask = lesson.get("causal_mask")
+    for num_tokens in NUM_TOKENS:
+        # A dummy input whose length is the (symbolic) sequence length.
+        inputs = [np.zeros(seq, dtype=np.float32) for seq in SEQUENCE_LENGTHS]
+        masks = run_compiled(
+            lesson,
+            lambda x: causal_mask(x.shape[0], num_tokens, dtype=x.dtype, device=x.device),
+            inputs,
+            ("seqlen",),
+            f"causal_mask(sequence_length, {num_tokens}, ...)",
+        )
+        for seq, mask in zip(SEQUENCE_LENGTHS, masks):
+            expected = additive(huggingface_allowed(seq, num_tokens))
+            assert_close(
+                f"causal_mask({seq}, {num_tokens})",
+                mask,
+                expected,
+                ("query", "key"),
+                mask_mistakes(seq, num_tokens),
+            )

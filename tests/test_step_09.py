@@ -1,0 +1,47 @@
+"""Step 09: GPT2Block against transformers' GPT2Block with the same weights."""
+
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block as HFGPT2Block
+
+from tests.harness import check_module, construct, torch_run
+
+STEP = 9
+
+
+def block_by_hand(hf, t, *, normed_residual=False, post_norm=False, mlp_first=False, swap_norms=False):
+    """GPT-2's block written out, with switches that reproduce known mistakes."""
+    ln_1, ln_2 = (hf.ln_2, hf.ln_1) if swap_norms else (hf.ln_1, hf.ln_2)
+    halves = [(ln_1, lambda h: hf.attn(h)[0]), (ln_2, hf.mlp)]
+    if mlp_first:
+        halves.reverse()
+    for norm, sublayer in halves:
+        if post_norm:
+            t = norm(t + sublayer(t))
+        else:
+            normed = norm(t)
+            t = (normed if normed_residual else t) + sublayer(normed)
+    return t
+
+
+def block_mistakes(hf, x):
+    def run(**kw):
+        return lambda: torch_run(lambda t: block_by_hand(hf, t, **kw), x)
+
+    return {
+        "the residual is the normalized tensor: add each sublayer's output to the "
+        "unnormalized hidden states.": run(normed_residual=True),
+        "post-norm: GPT-2 applies ln_1 / ln_2 before each sublayer, not after the sum.":
+            run(post_norm=True),
+        "the MLP runs before attention: attention (ln_1, attn) comes first.": run(mlp_first=True),
+        "ln_1 and ln_2 are swapped: ln_1 goes with attn, ln_2 with mlp.": run(swap_norms=True),
+    }
+
+
+def test_block_matches_huggingface(lesson):
+    check_module(
+        lesson,
+        "GPT2Block",
+        lambda case: construct(lesson, "GPT2Block", case.max),
+        lambda case: HFGPT2Block(case.hf, layer_idx=0),
+        seed=9,
+        mistakes=block_mistakes,
+    )
