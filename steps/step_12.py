@@ -24,6 +24,8 @@ Compiling (compile_model, given). Called directly, a MAX module runs
 eagerly and builds a new graph every call: seconds per call on a CPU.
 model.compile(...) traces it once, for symbolic "batch" and "seqlen", and
 the compiled model then takes milliseconds per call, for every length.
+It returns only the last position's logits, [batch, 1, vocab_size]: all
+that generation needs, so logits[:, -1, :] works on both forms.
 
 Choosing the token happens in numpy: it is a little arithmetic on one row
 of logits, numpy does it at once with no graph to build, and a seeded numpy
@@ -68,6 +70,7 @@ import numpy as np
 from max.dtype import DType
 from max.experimental.tensor import Tensor
 from max.graph import DeviceRef, TensorType
+from max.nn.module_v3 import Module
 
 from solutions.solution_11 import MaxGPT2LMHeadModel
 
@@ -143,14 +146,35 @@ def load_hf_weights(model: MaxGPT2LMHeadModel, hf_state_dict: Mapping[str, Any])
     pass
 
 
+class LastPositionLogits(Module):
+    """The model, returning only the last position's logits: [batch, 1, vocab_size].
+
+    That row is all generation needs. It also keeps memory flat: MAX 25.7
+    keeps every tensor a compiled call returns referenced until the process
+    ends, so returning the full [batch, seq, vocab_size] logits at every
+    step would cost the 124M model about 1 GB per hundred tokens.
+    """
+
+    def __init__(self, model: MaxGPT2LMHeadModel):
+        self.model = model
+        self.config = model.config
+
+    def __call__(self, input_ids: Tensor) -> Tensor:
+        return self.model(input_ids)[:, -1:, :]
+
+
 def compile_model(model: MaxGPT2LMHeadModel) -> Callable[[Tensor], Tensor]:
-    """Compile model once for any batch size and sequence length."""
+    """Compile model once for any batch size and sequence length.
+
+    The compiled model maps [batch, seq] token ids to the last position's
+    logits, [batch, 1, vocab_size].
+    """
     # Given. An eager call builds and compiles a new graph every time (seconds
     # on a CPU); the compiled model runs in milliseconds. The named dimensions
     # "batch" and "seqlen" are symbolic: one compilation serves every shape.
     device = DeviceRef.from_device(model.lm_head.weight.device)
     token_type = TensorType(DType.int64, ("batch", "seqlen"), device=device)
-    return model.compile(token_type)
+    return LastPositionLogits(model).compile(token_type)
 
 
 def softmax_with_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
