@@ -93,19 +93,22 @@ def _shown(path: Path) -> str:
 
 
 def import_hint(step: int, name: str) -> str | None:
-    """The import line the reference solution uses to bind name, if any."""
+    """The import statement of the reference solution that binds name, if any."""
     tree = ast.parse(solution_file(step).read_text())
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                if (alias.asname or alias.name) == name:
-                    bound = f"{alias.name} as {alias.asname}" if alias.asname else alias.name
-                    return f"from {node.module} import {bound}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if (alias.asname or alias.name.split(".")[0]) == name:
-                    return ast.unparse(node)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound = [alias.asname or alias.name.split(".")[0] for alias in node.names]
+            if name in bound:
+                return ast.unparse(node)
     return None
+
+
+OPEN_TODO = "TODO still open"
+
+
+def fail_open_todo(lesson: "Lesson", what: str) -> None:
+    """Fail with the message for an unfinished TODO."""
+    fail(f"{OPEN_TODO} in {lesson.shown}: {what}")
 
 
 class Lesson:
@@ -169,22 +172,29 @@ class Lesson:
             frame = mine[-1]
             where = f"\n  at {self.shown}:{frame.lineno}: {(frame.line or '').strip()}"
         message = f"{doing} raised {type(err).__name__}: {err}{where}"
+        todo = self._open_todo(err)
+        if todo:
+            return f"{OPEN_TODO} in {self.shown}: {todo}\n{message}"
         hint = self._hint_for(err)
         return message + (f"\nWhat to do: {hint}" if hint else "")
 
-    def _hint_for(self, err: Exception) -> str | None:
-        text = str(err)
+    def _open_todo(self, err: Exception) -> str | None:
+        """What is left to do, when err is the mark of an unfinished TODO."""
         if isinstance(err, NameError) and getattr(err, "name", None):
             line = import_hint(self.step, err.name)
             if line:
-                return f"`{err.name}` is not imported: add `{line}` at the top of {self.shown}."
+                return f"`{err.name}` is not imported: add `{line}` at the top of the file."
             return f"`{err.name}` is not defined: check the TODO that should create it."
-        if "NoneType" in text:
+        if "NoneType" in str(err):
             return (
-                "a value is still None: a TODO (a placeholder `None`, `pass` or "
-                "`return None`) is still open. Complete the TODOs in order."
+                "a value is still None: a placeholder (`None`, `pass` or `return None`) "
+                "is waiting for its code. Complete the TODOs in order."
             )
-        if "only supported for static dims" in text:
+        return None
+
+    @staticmethod
+    def _hint_for(err: Exception) -> str | None:
+        if "only supported for static dims" in str(err):
             return (
                 "your module is compiled for any batch size and sequence length, so those "
                 "dimensions are symbolic: use x.shape[...] as it is (reshape, Tensor.arange "
@@ -217,7 +227,7 @@ def construct(lesson: Lesson, cls_name: str, *args, **kwargs):
     todos = open_todos(instance)
     if todos:
         fail(
-            f"TODO still open in {lesson.shown}: {cls_name} leaves "
+            f"{OPEN_TODO} in {lesson.shown}: {cls_name} leaves "
             + ", ".join(f"self.{t}" for t in todos)
             + " as None. Create it as the # Hint lines above it say."
         )
@@ -376,7 +386,7 @@ def compile_call(
             out = call(x)
             if out is None:
                 fail(
-                    f"TODO still open in {lesson.shown}: {what} returns None. "
+                    f"{OPEN_TODO} in {lesson.shown}: {what} returns None. "
                     "Finish its TODOs so that it returns the result."
                 )
             if not isinstance(out, Tensor):

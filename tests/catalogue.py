@@ -1,0 +1,230 @@
+"""The catalogue the judge (test_judge.py) runs: mistakes learners make, each
+of which must fail its step's check (with its hint, where there is one), and
+correct implementations written differently from the solution, which must
+pass. Each entry is the reference solution with a few edits: (old, new)
+pairs, where old must occur in the solution exactly once, so that a change
+to a solution that makes an entry meaningless stops the judge at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.harness import solution_file
+
+PASS = None  # the expected outcome of a correct variant: no failure
+
+
+@dataclass(frozen=True)
+class Variant:
+    step: int
+    name: str
+    edits: tuple[tuple[str, str], ...]
+    expect: str | None  # text the failure must contain; PASS for correct code
+
+    @property
+    def id(self) -> str:
+        return f"{self.step:02d}-{self.name}"
+
+    def source(self) -> str:
+        text = solution_file(self.step).read_text()
+        for old, new in self.edits:
+            count = text.count(old)
+            if count != 1:
+                raise ValueError(f"{self.id}: {old!r} occurs {count} times in the solution, not once")
+            text = text.replace(old, new)
+        return text
+
+
+def mistake(step, name, expect, *edits):
+    return Variant(step, name, tuple(edits), expect)
+
+
+def correct(step, name, *edits):
+    return Variant(step, name, tuple(edits), PASS)
+
+
+# Correct code written another way --------------------------------------------
+
+LAYER_NORM_BY_HAND = (
+    "        return F.layer_norm(x, gamma=self.weight, beta=self.bias, epsilon=self.eps)",
+    "        mean = F.mean(x, axis=-1)\n"
+    "        centered = x - mean\n"
+    "        variance = F.mean(centered * centered, axis=-1)\n"
+    "        return centered / F.sqrt(variance + self.eps) * self.weight + self.bias",
+)
+
+MASK_BY_COMPARISON = (
+    "    mask = Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)\n"
+    "    mask = F.broadcast_to(mask, shape=(sequence_length, total_length))\n"
+    "    # Zero the band on and below the shifted diagonal; keep -inf above it.\n"
+    "    return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)",
+    "    rows = Tensor.arange(sequence_length, dtype=DType.int64, device=device)\n"
+    "    cols = Tensor.arange(total_length, dtype=DType.int64, device=device)\n"
+    "    future = F.unsqueeze(cols, 0) > F.unsqueeze(rows, 1) + num_tokens\n"
+    "    blocked = Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)\n"
+    "    allowed = Tensor.constant(0.0, dtype=dtype, device=device)\n"
+    "    return F.where(future, blocked, allowed)",
+)
+
+GELU_FROM_TANH = (
+    "        hidden_states = F.gelu(hidden_states, approximate=\"tanh\")",
+    "        x = hidden_states\n"
+    "        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)\n"
+    "        hidden_states = 0.5 * x * (1.0 + F.tanh(inner))",
+)
+IMPORT_MATH = ("from max.experimental import functional as F", "import math\n\nfrom max.experimental import functional as F")
+
+HEADS_WITH_PERMUTE = (
+    "        new_shape = list(x.shape[:-1]) + [self.num_heads, self.head_dim]\n"
+    "        return x.reshape(new_shape).transpose(1, 2)",
+    "        batch, seq = x.shape[0], x.shape[1]\n"
+    "        return x.reshape([batch, seq, self.num_heads, self.head_dim]).permute([0, 2, 1, 3])",
+)
+MERGE_WITH_PERMUTE = (
+    "        x = x.transpose(1, 2)\n"
+    "        new_shape = list(x.shape[:-2]) + [self.embed_dim]\n"
+    "        return x.reshape(new_shape)",
+    "        x = x.permute([0, 2, 1, 3])\n"
+    "        return x.reshape([x.shape[0], x.shape[1], self.embed_dim])",
+)
+
+CORRECT = [
+    correct(3, "layer-norm-from-mean-and-variance", LAYER_NORM_BY_HAND),
+    correct(2, "mask-from-position-comparison", MASK_BY_COMPARISON),
+    correct(4, "gelu-written-out-from-tanh", GELU_FROM_TANH, IMPORT_MATH),
+    correct(7, "heads-split-with-permute", HEADS_WITH_PERMUTE, MERGE_WITH_PERMUTE),
+    correct(8, "residual-as-two-lines",
+            ("    return x + sublayer(norm(x))", "    update = sublayer(norm(x))\n    return update + x")),
+]
+
+# Mistakes ------------------------------------------------------------------
+
+MISTAKES = [
+    # 01 config
+    mistake(1, "n-positions-2048", "n_positions is 2048", ("n_positions: int = 1024", "n_positions: int = 2048")),
+    mistake(1, "epsilon-1e-6", "layer_norm_epsilon is 1e-06",
+            ("layer_norm_epsilon: float = 1e-5", "layer_norm_epsilon: float = 1e-6")),
+    mistake(1, "n-inner-3072", "n_inner is 3072", ("n_inner: int | None = None", "n_inner: int | None = 3072")),
+    mistake(1, "vocab-50000", "vocab_size is 50000", ("vocab_size: int = 50257", "vocab_size: int = 50000")),
+    # 02 causal mask
+    mistake(2, "diagonal-masked", "the diagonal is masked",
+            MASK_BY_COMPARISON, ("> F.unsqueeze(rows, 1)", ">= F.unsqueeze(rows, 1)")),
+    mistake(2, "mask-flipped", "the mask is flipped", ("exclude=True", "exclude=False")),
+    mistake(2, "num-tokens-ignored", "num_tokens is ignored",
+            MASK_BY_COMPARISON, ("F.unsqueeze(rows, 1) + num_tokens", "F.unsqueeze(rows, 1)")),
+    mistake(2, "ones-instead-of-minus-inf", "0 (attend) and -inf",
+            MASK_BY_COMPARISON, ("blocked = Tensor.constant(float(\"-inf\")", "blocked = Tensor.constant(1.0")),
+    # 03 layer norm
+    mistake(3, "bias-not-added", "the bias is not added",
+            LAYER_NORM_BY_HAND, (" * self.weight + self.bias", " * self.weight")),
+    mistake(3, "eps-outside-sqrt", "eps is added outside the square root",
+            LAYER_NORM_BY_HAND, ("F.sqrt(variance + self.eps)", "(F.sqrt(variance) + self.eps)")),
+    mistake(3, "unbiased-variance", "divides by N-1",
+            LAYER_NORM_BY_HAND,
+            ("variance = F.mean(centered * centered, axis=-1)",
+             "variance = F.sum(centered * centered, axis=-1) / (int(x.shape[-1]) - 1)")),
+    mistake(3, "eps-fixed", "eps is fixed at 1e-5", ("epsilon=self.eps", "epsilon=1e-5")),
+    # 04 MLP
+    mistake(4, "exact-gelu", "exact GELU instead of the tanh approximation",
+            ('approximate="tanh"', 'approximate="none"')),
+    mistake(4, "no-gelu", "GELU is missing",
+            ('        hidden_states = F.gelu(hidden_states, approximate="tanh")\n', "")),
+    mistake(4, "relu", "ReLU instead of GELU",
+            ('F.gelu(hidden_states, approximate="tanh")', "F.relu(hidden_states)")),
+    mistake(4, "gelu-after-c-proj", "GELU is applied after c_proj",
+            ('        hidden_states = F.gelu(hidden_states, approximate="tanh")\n'
+             "        hidden_states = self.c_proj(hidden_states)\n",
+             "        hidden_states = self.c_proj(hidden_states)\n"
+             '        hidden_states = F.gelu(hidden_states, approximate="tanh")\n')),
+    # 05 token embeddings
+    mistake(5, "table-axes-swapped", "wte.weight has shape",
+            ("Embedding(config.vocab_size, dim=config.n_embd)", "Embedding(config.n_embd, dim=config.vocab_size)")),
+    mistake(5, "position-table-for-tokens", "wte.weight has shape",
+            ("Embedding(config.vocab_size, dim=config.n_embd)", "Embedding(config.n_positions, dim=config.n_embd)")),
+    mistake(5, "returns-the-table", "your output has shape",
+            ("return self.wte(input_ids)", "return self.wte.weight")),
+    # 06 position embeddings
+    mistake(6, "positions-start-at-1", "the positions start at 1",
+            ("return self.wpe(position_ids(input_ids))", "return self.wpe(position_ids(input_ids) + 1)")),
+    mistake(6, "token-ids-as-positions", "the token ids are used as positions",
+            ("return self.wpe(position_ids(input_ids))", "return self.wpe(input_ids)")),
+    mistake(6, "vocab-sized-table", "wpe.weight has shape",
+            ("Embedding(config.n_positions, dim=config.n_embd)", "Embedding(config.vocab_size, dim=config.n_embd)")),
+    # 07 attention
+    mistake(7, "no-scaling", "divide query @ key^T by sqrt(head_dim)",
+            ("scores = scores / math.sqrt(self.head_dim)", "scores = scores")),
+    mistake(7, "scaled-by-head-dim", "divided by head_dim",
+            ("scores = scores / math.sqrt(self.head_dim)", "scores = scores / self.head_dim")),
+    mistake(7, "no-mask", "no causal mask", ("F.softmax(scores + mask)", "F.softmax(scores)")),
+    mistake(7, "softmax-over-queries", "softmax runs over the wrong axis",
+            ("F.softmax(scores + mask)", "F.softmax(scores + mask, axis=-2)")),
+    mistake(7, "heads-split-wrong-order", "the heads are split in the wrong order",
+            ("[self.num_heads, self.head_dim]\n        return x.reshape(new_shape).transpose(1, 2)",
+             "[self.head_dim, self.num_heads]\n        return x.reshape(new_shape).permute([0, 3, 1, 2])"),
+            ("        x = x.transpose(1, 2)\n", "        x = x.permute([0, 2, 3, 1])\n")),
+    mistake(7, "query-key-swapped", "query and key are swapped",
+            ("scores = query @ key.transpose(-1, -2)", "scores = key @ query.transpose(-1, -2)")),
+    # 08 residual connections
+    mistake(8, "residual-from-normalized", "the residual is the normalized tensor",
+            ("    return x + sublayer(norm(x))", "    h = norm(x)\n    return h + sublayer(h)")),
+    mistake(8, "post-norm", "post-norm", ("    return x + sublayer(norm(x))", "    return norm(x + sublayer(x))")),
+    mistake(8, "no-residual", "the residual is missing", ("    return x + sublayer(norm(x))", "    return sublayer(norm(x))")),
+    mistake(8, "no-norm", "the norm is skipped", ("    return x + sublayer(norm(x))", "    return x + sublayer(x)")),
+    # 09 transformer block
+    mistake(9, "mlp-first", "the MLP runs before attention",
+            ("        hidden_states = pre_norm_residual(hidden_states, self.ln_1, self.attn)\n"
+             "        hidden_states = pre_norm_residual(hidden_states, self.ln_2, self.mlp)\n",
+             "        hidden_states = pre_norm_residual(hidden_states, self.ln_2, self.mlp)\n"
+             "        hidden_states = pre_norm_residual(hidden_states, self.ln_1, self.attn)\n")),
+    mistake(9, "norms-swapped", "ln_1 and ln_2 are swapped",
+            ("(hidden_states, self.ln_1, self.attn)", "(hidden_states, self.ln_2, self.attn)"),
+            ("(hidden_states, self.ln_2, self.mlp)", "(hidden_states, self.ln_1, self.mlp)")),
+    mistake(9, "residual-from-normalized", "the residual is the normalized tensor",
+            ("        hidden_states = pre_norm_residual(hidden_states, self.ln_1, self.attn)\n"
+             "        hidden_states = pre_norm_residual(hidden_states, self.ln_2, self.mlp)\n",
+             "        normed = self.ln_1(hidden_states)\n"
+             "        hidden_states = normed + self.attn(normed)\n"
+             "        normed = self.ln_2(hidden_states)\n"
+             "        hidden_states = normed + self.mlp(normed)\n")),
+    mistake(9, "n-inner-ignored", "mlp.c_fc.weight has shape",
+            ("config.n_inner if config.n_inner is not None else 4 * hidden_size", "4 * hidden_size")),
+    mistake(9, "epsilon-ignored", "does not match HuggingFace",
+            ("self.ln_2 = LayerNorm(hidden_size, eps=config.layer_norm_epsilon)",
+             "self.ln_2 = LayerNorm(hidden_size)")),
+    # 10 the stacked model
+    mistake(10, "positions-start-at-1", "the position ids start at 1",
+            ("self.wpe(position_ids(input_ids))", "self.wpe(position_ids(input_ids) + 1)")),
+    mistake(10, "no-position-embeddings", "the position embeddings are not added",
+            ("hidden_states = tok_embeds + pos_embeds", "hidden_states = tok_embeds")),
+    mistake(10, "no-final-norm", "ln_f is not applied",
+            ("return self.ln_f(hidden_states)", "return hidden_states")),
+    mistake(10, "one-block-only", "missing parameters",
+            ("for _ in range(config.n_layer)", "for _ in range(1)")),
+    # 11 LM head
+    mistake(11, "head-with-bias", "bias=False",
+            ("Linear(config.n_embd, config.vocab_size, bias=False)", "Linear(config.n_embd, config.vocab_size)")),
+    mistake(11, "softmax-on-logits", "the logits went through softmax",
+            ("return self.lm_head(hidden_states)", "return F.softmax(self.lm_head(hidden_states))"),
+            ("from max.nn.module_v3 import", "from max.experimental import functional as F\nfrom max.nn.module_v3 import")),
+    mistake(11, "returns-hidden-states", "the hidden states are returned",
+            ("return self.lm_head(hidden_states)", "return hidden_states")),
+    mistake(11, "head-arguments-reversed", "Linear(in_dim, out_dim) takes the input size first",
+            ("Linear(config.n_embd, config.vocab_size, bias=False)", "Linear(config.vocab_size, config.n_embd, bias=False)")),
+    # 12 generation
+    mistake(12, "temperature-after-softmax", "the temperature is applied after softmax",
+            ("scaled = np.asarray(logits, dtype=np.float64) / temperature", "scaled = np.asarray(logits, dtype=np.float64)"),
+            ("return exp / exp.sum(axis=-1, keepdims=True)", "return exp / exp.sum(axis=-1, keepdims=True) / temperature")),
+    mistake(12, "logits-times-temperature", "the logits are multiplied by T",
+            ("np.asarray(logits, dtype=np.float64) / temperature", "np.asarray(logits, dtype=np.float64) * temperature")),
+    mistake(12, "first-position-logits", "the first position's logits are used",
+            ("next_logits = logits[:, -1, :]", "next_logits = logits[:, 0, :]")),
+    mistake(12, "c-proj-not-transposed", "Conv1D layout [in, out]",
+            ('    "attn.c_proj.weight",\n', "")),
+    mistake(12, "seed-ignored", "two runs with seed=7 gave different tokens",
+            ("rng = np.random.default_rng(seed)", "rng = np.random.default_rng()")),
+    mistake(12, "no-shape-check", "did not raise ValueError",
+            ("        if array.shape != shape:\n            raise ValueError(", "        if False:\n            raise ValueError(")),
+]
+
+VARIANTS = CORRECT + MISTAKES
