@@ -9,7 +9,7 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 from tests.harness import assert_close, hf_config, run_compiled
 
 STEP = 2
-SEQUENCE_LENGTHS = [1, 6, 67]
+SEQUENCE_LENGTHS = [6, 67, 1]  # the least ambiguous first
 NUM_TOKENS = [0, 3]
 
 
@@ -32,7 +32,7 @@ def mask_mistakes(seq: int, num_tokens: int):
         "the diagonal is masked: a token must see itself (key j <= query i + num_tokens).":
             lambda: additive(cols < rows + num_tokens),
         "the mask is flipped: -inf must be ABOVE the diagonal (the future), 0 on and below it.":
-            lambda: additive(cols >= rows + num_tokens),
+            lambda: additive(cols > rows + num_tokens),
         "num_tokens is ignored: the diagonal must move right by num_tokens.":
             lambda: additive(cols <= rows),
         "the mask holds 1 and 0: it is added to the scores, so use 0 (attend) and -inf (do not).":

@@ -236,7 +236,7 @@ def check_greedy(lesson, case: Case, batch: int, new_tokens: int):
     with torch.no_grad():
         expected = hf.generate(
             torch.from_numpy(prompt), attention_mask=torch.ones(prompt.shape, dtype=torch.long),
-            do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+            do_sample=False, max_new_tokens=new_tokens,
         ).numpy()
     tokens = np.asarray(tokens)
     if tokens.shape != expected.shape:
