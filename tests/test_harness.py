@@ -1,0 +1,96 @@
+"""The checker itself: the tolerance sits between float32 rounding and real
+mistakes, and what a learner sees on the command line is a plain message,
+never a traceback or a hang."""
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
+
+from tests import harness
+from tests.harness import REPO, TOLERANCE, Lesson, hf_config, max_error, randomize_, seeded_inputs, solution_file
+from tests.test_judge import step_checks
+
+
+def test_correct_code_stays_far_below_the_tolerance():
+    """The reference solutions of the numerical steps, against HuggingFace:
+    every difference must be at most a quarter of what is allowed."""
+    harness.MARGINS.clear()
+    for step in (3, 4, 7, 9, 10):
+        lesson = Lesson(step, path=solution_file(step))
+        for check in step_checks(step):
+            check(lesson)
+    assert len(harness.MARGINS) > 20
+    worst = max(harness.MARGINS, key=lambda m: m[1][0] / m[1][1])
+    what, (error, allowed) = worst
+    assert error <= allowed / 4, f"{what}: rounding {error:.2g} is too close to the tolerance {allowed:.2g}"
+
+
+def test_exact_gelu_lands_far_above_the_tolerance():
+    """The smallest mistake the course names: exact instead of tanh GELU."""
+    for overrides in harness.CONFIGS.values():
+        config = hf_config(overrides)
+        inner = config.n_inner or 4 * config.n_embd
+        mlp = randomize_(GPT2MLP(inner, config), seed=4)
+        x = torch.from_numpy(seeded_inputs("hidden", harness.SHAPES, width=config.n_embd, seed=4)[0])
+        with torch.no_grad():
+            right = mlp(x).double().numpy()
+            exact = mlp.c_proj(torch.nn.functional.gelu(mlp.c_fc(x))).double().numpy()
+        error, allowed = max_error(exact, right)
+        assert error >= 4 * allowed, f"exact GELU differs by only {error:.2g} (tolerance {allowed:.2g})"
+    assert TOLERANCE == 2e-5
+
+
+def pytest_on(folder, step: int, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", f"tests/test_step_{step:02d}.py", "--target", str(folder), *extra],
+        capture_output=True, text=True, timeout=900, cwd=REPO,
+    )
+
+
+def test_a_finished_step_says_so_and_names_the_next(tmp_path):
+    shutil.copy(solution_file(1), tmp_path / "step_01.py")
+    result = pytest_on(tmp_path, 1)
+    assert result.returncode == 0, result.stdout
+    assert "Step 01 complete: all 2 checks passed. Next: open steps/step_02.py and run `pixi run s02`." in result.stdout
+
+
+def test_a_syntax_error_is_a_failed_check_with_the_line(tmp_path):
+    (tmp_path / "step_03.py").write_text('"""Step 03."""\n\nclass LayerNorm(:\n    pass\n')
+    result = pytest_on(tmp_path, 3)
+    assert result.returncode == 1
+    assert "step_03.py has a syntax error at line 3" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert "Step 03: 1 of 1 checks failed." in result.stdout
+
+
+def test_a_wrong_result_names_the_mistake_without_a_traceback(tmp_path):
+    source = solution_file(4).read_text().replace('approximate="tanh"', 'approximate="none"')
+    (tmp_path / "step_04.py").write_text(source)
+    result = pytest_on(tmp_path, 4)
+    assert result.returncode == 1
+    assert "GPT2MLP [gpt2 (defaults)], input [3, 6, 768] does not match HuggingFace." in result.stdout
+    assert "largest difference" in result.stdout
+    assert "Likely cause: exact GELU instead of the tanh approximation" in result.stdout
+    assert "Traceback" not in result.stdout and "harness.py" not in result.stdout
+
+
+def test_an_exception_in_the_learners_code_shows_their_line(tmp_path):
+    source = solution_file(3).read_text().replace(
+        "        return F.layer_norm(", "        x = x.reshape([-7])\n        return F.layer_norm("
+    )
+    (tmp_path / "step_03.py").write_text(source)
+    result = pytest_on(tmp_path, 3)
+    assert result.returncode == 1
+    assert "step_03.py:" in result.stdout and "x = x.reshape([-7])" in result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_a_check_that_never_ends_is_stopped(tmp_path):
+    (tmp_path / "step_01.py").write_text("while True:\n    pass\n")
+    result = pytest_on(tmp_path, 1, "--check-seconds", "3")
+    assert result.returncode == 1
+    assert "ran for more than 3 s and was stopped" in result.stdout
