@@ -199,6 +199,11 @@ class Lesson:
 
     @staticmethod
     def _hint_for(err: Exception) -> str | None:
+        if "softmax not supported on non-inner axis" in str(err):
+            return (
+                "MAX's softmax normalizes over the last axis only, which is the right "
+                "one for attention: the keys are the last axis of the scores."
+            )
         if "only supported for static dims" in str(err):
             return (
                 "your module is compiled for any batch size and sequence length, so those "
