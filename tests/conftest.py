@@ -7,7 +7,6 @@ import faulthandler
 import os
 import re
 import signal
-import sys
 
 import pytest
 

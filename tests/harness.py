@@ -21,10 +21,9 @@ import ast
 import contextlib
 import importlib.util
 import os
-import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -331,7 +330,12 @@ def max_state_from_hf(hf_module) -> dict[str, np.ndarray]:
     return state
 
 
-def load_weights(lesson: Lesson, module, state: dict[str, np.ndarray], what: str) -> None:
+def _listing(names: list[str], most: int = 6) -> str:
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def load_weights(module, state: dict[str, np.ndarray], what: str) -> None:
     """Copy state into the learner's module, checking names and shapes first
     (MAX's load_state_dict does not check shapes)."""
     ours = {name: tuple(int(d) for d in p.shape) for name, p in module.parameters}
@@ -339,9 +343,9 @@ def load_weights(lesson: Lesson, module, state: dict[str, np.ndarray], what: str
     extra = sorted(ours.keys() - state.keys())
     problems = []
     if missing:
-        problems.append(f"missing parameters: {', '.join(missing)}")
+        problems.append(f"missing parameters: {_listing(missing)}")
     if extra:
-        problems.append(f"parameters HuggingFace does not have: {', '.join(extra)}")
+        problems.append(f"parameters HuggingFace does not have: {_listing(extra)}")
     for name in sorted(ours.keys() & state.keys()):
         if ours[name] != state[name].shape:
             hint = ""
@@ -554,12 +558,6 @@ def cases(configs: dict = CONFIGS) -> list[Case]:
     return [Case(label, overrides) for label, overrides in configs.items()]
 
 
-def config_fields() -> list[str]:
-    from solutions.solution_01 import GPT2Config
-
-    return [f.name for f in fields(GPT2Config)]
-
-
 def check_module(
     lesson: Lesson,
     name: str,
@@ -589,7 +587,7 @@ def check_module(
         label = f"{name} [{case.label}]"
         ours = make_ours(case)
         hf = randomize_(make_hf(case), seed)
-        load_weights(lesson, ours, max_state_from_hf(hf), label)
+        load_weights(ours, max_state_from_hf(hf), label)
         if inputs == "hidden":
             xs = seeded_inputs("hidden", shapes, width=config.n_embd, seed=seed)
             dims, axes = ("batch", "seqlen", config.n_embd), ("batch", "position", "feature")

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import torch
 from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
 

@@ -6,7 +6,6 @@ import ast
 import re
 import shlex
 import sys
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet

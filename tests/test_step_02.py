@@ -3,7 +3,6 @@
 earlier tokens), as 0 (may attend) and -inf (may not)."""
 
 import numpy as np
-import torch
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
 from tests.harness import assert_close, hf_config, run_compiled

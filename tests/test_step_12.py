@@ -10,7 +10,6 @@ from solutions.solution_11 import MaxGPT2LMHeadModel
 from tests.harness import (
     CONFIGS,
     Case,
-    Lesson,
     assert_close,
     compile_call,
     fail,
@@ -33,7 +32,7 @@ def twin(case: Case, seed: int = 12):
     hf.generation_config.eos_token_id = None  # never stop early
     hf.generation_config.pad_token_id = 0
     ours = MaxGPT2LMHeadModel(case.max)
-    load_weights(Lesson(11, path=None), ours, max_state_from_hf(hf), "reference model")
+    load_weights(ours, max_state_from_hf(hf), "reference model")
     return hf, ours
 
 
@@ -92,7 +91,7 @@ def test_softmax_with_temperature(lesson):
         with lesson.learner_code(f"softmax_with_temperature(logits, {t})"):
             probs = f(logits, t)
         if probs is None:
-            fail_open_todo(lesson, f"softmax_with_temperature returns None.")
+            fail_open_todo(lesson, "softmax_with_temperature returns None.")
         assert_close(
             f"softmax_with_temperature(logits, {t})",
             np.asarray(probs),
@@ -125,7 +124,7 @@ def test_sampling_follows_softmax_of_logits_over_temperature(lesson):
         with lesson.learner_code(f"generate_next_token(model, ids, temperature={t})"):
             tokens = generate_next_token(model, ids, t, True, rng=np.random.default_rng(5))
         if tokens is None:
-            fail_open_todo(lesson, f"generate_next_token returns None when sampling.")
+            fail_open_todo(lesson, "generate_next_token returns None when sampling.")
         tokens = np.asarray(tokens).reshape(-1)
         if tokens.shape != (DRAWS,):
             fail(f"generate_next_token returned {tokens.size} tokens for a batch of {DRAWS}: one per row.")
@@ -159,7 +158,7 @@ def test_greedy_picks_the_last_positions_argmax(lesson):
     with lesson.learner_code("generate_next_token(model, ids, do_sample=False)"):
         chosen = generate_next_token(FixedLogits(logits), np.zeros((2, 5), np.int64), 1.0, False)
     if chosen is None:
-        fail_open_todo(lesson, f"generate_next_token returns None for do_sample=False.")
+        fail_open_todo(lesson, "generate_next_token returns None for do_sample=False.")
     expected = logits[:, -1].argmax(-1)
     chosen = np.asarray(chosen).reshape(-1)
     if not np.array_equal(chosen, expected):
@@ -232,7 +231,7 @@ def check_greedy(lesson, case: Case, batch: int, new_tokens: int):
     with lesson.learner_code(f"generate_tokens(model, prompt, {new_tokens}, do_sample=False)"):
         tokens = generate_tokens(compiled(lesson, ours), prompt, new_tokens, 1.0, False)
     if tokens is None:
-        fail_open_todo(lesson, f"generate_tokens returns None.")
+        fail_open_todo(lesson, "generate_tokens returns None.")
     with torch.no_grad():
         expected = hf.generate(
             torch.from_numpy(prompt), attention_mask=torch.ones(prompt.shape, dtype=torch.long),
@@ -268,7 +267,7 @@ def test_sampling_is_reproducible_with_a_seed(lesson):
         with lesson.learner_code(f"generate_tokens(model, prompt, 16, temperature=2.0, seed={seed})"):
             out = generate_tokens(model, prompt, 16, 2.0, True, seed=seed)
         if out is None:
-            fail_open_todo(lesson, f"generate_tokens returns None.")
+            fail_open_todo(lesson, "generate_tokens returns None.")
         out = np.asarray(out)
         if out.shape != (2, 20) or not np.array_equal(out[:, :4], prompt):
             fail(f"generate_tokens must return the prompt followed by the new tokens, shape [2, 20]; got {list(out.shape)}.")
