@@ -33,8 +33,7 @@ def pip_requirements() -> dict[str, Requirement]:
         line = line.split("#")[0].strip()
         if line:
             requirement = Requirement(line)
-            if requirement.marker is None:
-                found[requirement.name] = requirement
+            found[requirement.name] = requirement
     return found
 
 
