@@ -11,7 +11,9 @@ The mask is ADDITIVE: it is added to the attention scores before softmax.
 - 0 where query i may see key j: the score is unchanged.
 - -inf where it may not: the score becomes -inf, and softmax turns
   exp(-inf) into exactly 0, so that key gets a weight of exactly 0.
-  A large negative number like -1e9 would only get close to 0.
+  (HuggingFace uses the most negative float32 number, which gives the same
+  0 after softmax; -inf says exactly what is meant, and it is what the check
+  expects.)
 
 The diagonal (j == i) is kept: a token always sees itself. That also means
 every row has at least one 0, so softmax never sees a row of only -inf

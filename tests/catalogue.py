@@ -113,6 +113,9 @@ MISTAKES = [
     mistake(2, "mask-flipped", "the mask is flipped", ("exclude=True", "exclude=False")),
     mistake(2, "num-tokens-ignored", "num_tokens is ignored",
             MASK_BY_COMPARISON, ("F.unsqueeze(rows, 1) + num_tokens", "F.unsqueeze(rows, 1)")),
+    mistake(2, "minus-1e9-instead-of-minus-inf", "use float(\"-inf\")",
+            ("Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)",
+             "Tensor.constant(-1e9, dtype=dtype, device=device)")),
     mistake(2, "ones-instead-of-minus-inf", "0 (attend) and -inf",
             MASK_BY_COMPARISON, ("blocked = Tensor.constant(float(\"-inf\")", "blocked = Tensor.constant(1.0")),
     # 03 layer norm

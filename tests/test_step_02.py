@@ -23,11 +23,13 @@ def additive(allowed: np.ndarray) -> np.ndarray:
     return np.where(allowed, 0.0, -np.inf)
 
 
-def mask_mistakes(seq: int, num_tokens: int):
+def mask_mistakes(seq: int, num_tokens: int, mask: np.ndarray):
     keys = seq + num_tokens
     allowed = huggingface_allowed(seq, num_tokens)
     rows, cols = np.arange(seq)[:, None], np.arange(keys)[None, :]
     return {
+        "the blocked entries are a large negative number: use float(\"-inf\").":
+            lambda: np.where(allowed, 0.0, np.where(mask <= -1e4, mask, np.nan)),
         "the diagonal is masked: a token must see itself (key j <= query i + num_tokens).":
             lambda: additive(cols < rows + num_tokens),
         "the mask is flipped: -inf must be ABOVE the diagonal (the future), 0 on and below it.":
@@ -60,5 +62,5 @@ def test_causal_mask_matches_huggingface(lesson):
                 mask,
                 expected,
                 ("query", "key"),
-                mask_mistakes(seq, num_tokens),
+                mask_mistakes(seq, num_tokens, mask),
             )
