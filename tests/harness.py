@@ -235,10 +235,10 @@ def construct(lesson: Lesson, cls_name: str, *args, **kwargs):
         instance = cls(*args, **kwargs)
     todos = open_todos(instance)
     if todos:
-        fail(
-            f"{OPEN_TODO} in {lesson.shown}: {cls_name} leaves "
-            + ", ".join(f"self.{t}" for t in todos)
-            + " as None. Create it as the # Hint lines above it say."
+        fail_open_todo(
+            lesson,
+            f"{cls_name} leaves {', '.join(f'self.{t}' for t in todos)} as None. "
+            "Create each as the # Hint lines above it say.",
         )
     return instance
 
@@ -399,10 +399,7 @@ def compile_call(
         def __call__(self, x):
             out = call(x)
             if out is None:
-                fail(
-                    f"{OPEN_TODO} in {lesson.shown}: {what} returns None. "
-                    "Finish its TODOs so that it returns the result."
-                )
+                fail_open_todo(lesson, f"{what} returns None. Finish its TODOs so that it returns the result.")
             if not isinstance(out, Tensor):
                 fail(f"{what} returns a {type(out).__name__}, not a MAX Tensor.")
             return out
