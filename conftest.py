@@ -4,17 +4,12 @@ and the closing line that tells the learner what passed and what comes next."""
 from __future__ import annotations
 
 import faulthandler
-import os
 import re
 import signal
 
 import pytest
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-from tests import harness  # noqa: E402
+from tests import harness  # also puts transformers offline
 
 # Every check ends within this many seconds (--check-seconds). A cold
 # compile of the full 124M model takes up to about a minute here; a check
