@@ -1,21 +1,30 @@
-"""pytest set-up: --target, plain-words failure reports, a time bound per check,
-and the closing line that tells the learner what passed and what comes next."""
+"""pytest set-up: --target, plain-words failure reports, a time bound per
+check, and the closing line that tells the learner what passed, what to
+fix, and the command to run next (the one they ran: `pixi run s04`, or the
+`python -m pytest` line)."""
 
 from __future__ import annotations
 
 import faulthandler
+import os
 import re
+import shlex
 import signal
+import sys
+from collections import Counter
 
 import pytest
 
-from tests import harness  # also puts transformers offline
+from tests.lessons import LESSONS, check_file, next_step, task
+from tests.loading import Lesson, LessonFailure, Target, shown
 
 # Every check ends within this many seconds (--check-seconds). A cold
 # compile of the full 124M model takes up to about a minute here; a check
 # that runs ten times longer than that is stuck (e.g. a loop that never
 # ends), and is stopped with a message instead of hanging.
 CHECK_SECONDS = 600
+
+TARGET = pytest.StashKey[Target]()
 
 
 def pytest_addoption(parser):
@@ -34,30 +43,48 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    harness.set_target(config.getoption("--target"))
-    global CHECK_SECONDS
-    CHECK_SECONDS = config.getoption("--check-seconds")
+    config.stash[TARGET] = Target(config.getoption("--target"))
+    config.addinivalue_line("markers", "lesson: a lesson's own checks (tests/test_step_NN.py)")
 
 
-class CheckTimeout(harness.LessonFailure):
+def _step_of(nodeid: str) -> int | None:
+    match = re.search(r"test_step_(\d\d)\.py", nodeid)
+    return int(match.group(1)) if match else None
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _step_of(item.nodeid) is not None:
+            item.add_marker(pytest.mark.lesson)
+
+
+@pytest.fixture
+def lesson(request):
+    """The file under test for this test module's STEP."""
+    step = request.module.STEP
+    return Lesson(step, request.config.stash[TARGET].path(step))
+
+
+class CheckTimeout(LessonFailure):
     pass
-
-
-def _on_alarm(signum, frame):
-    raise CheckTimeout(
-        f"this check ran for more than {CHECK_SECONDS} s and was stopped. "
-        "Look for a loop that never ends (for example a while loop whose condition never changes)."
-    )
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
+    seconds = item.config.getoption("--check-seconds")
+
+    def on_alarm(signum, frame):
+        raise CheckTimeout(
+            f"this check ran for more than {seconds} s and was stopped. "
+            "Look for a loop that never ends (for example a while loop whose condition never changes)."
+        )
+
     if hasattr(signal, "SIGALRM"):
-        signal.signal(signal.SIGALRM, _on_alarm)
-        signal.alarm(CHECK_SECONDS)
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(seconds)
     # A second, harder bound: if the process is stuck where Python cannot
     # raise (inside native code), dump the stacks and exit.
-    faulthandler.dump_traceback_later(CHECK_SECONDS + 60, exit=True)
+    faulthandler.dump_traceback_later(seconds + 60, exit=True)
     try:
         yield
     finally:
@@ -70,41 +97,110 @@ def pytest_runtest_call(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is not None and isinstance(call.excinfo.value, harness.LessonFailure):
+    if call.excinfo is not None and isinstance(call.excinfo.value, LessonFailure):
         report.longrepr = str(call.excinfo.value)
 
 
-def _step_of(nodeid: str) -> int | None:
-    match = re.search(r"test_step_(\d\d)\.py", nodeid)
-    return int(match.group(1)) if match else None
+# --------------------------------------------------------------------------
+# The closing line
+# --------------------------------------------------------------------------
 
 
+def _command_prefix() -> list[str]:
+    """How pytest was started, as typed: ['.venv/bin/python', '-m', 'pytest'] or ['pytest']."""
+    argv = list(getattr(sys, "orig_argv", [sys.executable, "-m", "pytest"]))
+    if len(argv) >= 3 and argv[1:3] == ["-m", "pytest"]:
+        return argv[:3]
+    if len(argv) >= 2 and os.path.basename(argv[1]).startswith(("pytest", "py.test")):
+        return [argv[1]]
+    return ["python", "-m", "pytest"]
+
+
+def _command_options() -> list[str]:
+    """The options the learner gave (everything but the prefix and test files)."""
+    argv = list(getattr(sys, "orig_argv", []))[len(_command_prefix()):]
+    return [a for a in argv if not a.startswith("tests") and not a.endswith(".py")]
+
+
+def step_command(step: int) -> str:
+    """The command that checks one step, in the form the learner uses."""
+    if os.environ.get("PIXI_PROJECT_ROOT"):
+        return f"pixi run {task(step)}"
+    return shlex.join(_command_prefix() + [check_file(step)] + _command_options())
+
+
+def this_command() -> str:
+    """The command the learner ran."""
+    argv = list(getattr(sys, "orig_argv", []))
+    files = [a for a in argv if _step_of(a) is not None]
+    if len(files) == 1:
+        return step_command(_step_of(files[0]))
+    if os.environ.get("PIXI_PROJECT_ROOT") and "lesson" in argv:
+        return "pixi run steps"
+    return shlex.join(_command_prefix() + argv[len(_command_prefix()):])
+
+
+def _steps_listed(steps) -> str:
+    return ", ".join(f"{s:02d}" for s in steps)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # A wrapper that runs first: its code after the yield runs last, so the
+    # closing line comes after pytest's short summary.
+    result = yield
+    closing_line(terminalreporter, config)
+    return result
+
+
+def closing_line(terminalreporter, config) -> None:
     stats = terminalreporter.stats
-    passed = [r for r in stats.get("passed", []) if r.when == "call"]
-    failed = stats.get("failed", []) + stats.get("error", [])
-    steps = {_step_of(r.nodeid) for r in passed + failed} - {None}
-    if len(steps) != 1 or config.getoption("--target") == "solutions":
+    passed = Counter(_step_of(r.nodeid) for r in stats.get("passed", []) if r.when == "call")
+    failed = Counter(_step_of(r.nodeid) for r in stats.get("failed", []) + stats.get("error", []))
+    passed.pop(None, None)
+    failed.pop(None, None)
+    steps = sorted(set(passed) | set(failed))
+    if not steps:
         return
-    step = steps.pop()
+    target = config.stash[TARGET]
     write = terminalreporter.write_line
     write("")
-    if failed:
+
+    def file_of(step):
+        return shown(target.path(step))
+
+    bad = [s for s in steps if failed[s]]
+    if target.is_solutions:
+        verdict = f"fail: {_steps_listed(bad)}" if bad else "all pass"
+        write(f"Reference solutions of steps {_steps_listed(steps)}: {verdict}.", red=bool(bad), green=not bad)
+        return
+    if len(steps) == 1:
+        step = steps[0]
+        if bad:
+            write(
+                f"Step {step:02d}: {failed[step]} of {failed[step] + passed[step]} checks failed. "
+                f"Read the first failure above, fix {file_of(step)}, and run `{this_command()}` again.",
+                red=True, bold=True,
+            )
+            return
+        write(f"Step {step:02d} complete: all {passed[step]} checks passed. {_next(step)}", green=True, bold=True)
+        return
+    good = [s for s in steps if not failed[s]]
+    if bad:
+        first = bad[0]
+        failing = ", ".join(f"{s:02d} ({failed[s]} of {failed[s] + passed[s]} checks failed)" for s in bad)
         write(
-            f"Step {step:02d}: {len(failed)} of {len(failed) + len(passed)} checks failed. "
-            f"Read the first failure above, fix steps/step_{step:02d}.py, and run "
-            f"`pixi run s{step:02d}` again."
+            f"Steps {_steps_listed(good) or 'none'} pass; {failing} not yet. "
+            f"Next: read the failures of step {first:02d} above, fix {file_of(first)}, "
+            f"and run `{step_command(first)}`.",
+            red=True, bold=True,
         )
-    elif passed:
-        nxt = (
-            f"Next: open steps/step_{step + 1:02d}.py and run `pixi run s{step + 1:02d}`."
-            if step < 12
-            else "You have built GPT-2 on MAX. Try `pixi run generate`."
-        )
-        write(f"Step {step:02d} complete: all {len(passed)} checks passed. {nxt}", green=True, bold=True)
+    else:
+        write(f"Steps {_steps_listed(good)} all pass. {_next(good[-1])}", green=True, bold=True)
 
 
-@pytest.fixture
-def lesson(request):
-    """The file under test for this test module's STEP."""
-    return harness.Lesson(request.module.STEP)
+def _next(step: int) -> str:
+    following = next_step(step)
+    if following is None:
+        return f"You have built GPT-2 on MAX: all {len(LESSONS)} lessons are done. Try `pixi run generate`."
+    return f"Next: open steps/step_{following:02d}.py and run `{step_command(following)}`."

@@ -27,4 +27,6 @@ def pre_norm_residual(
     Returns:
         x + sublayer(norm(x)), [batch, seq, n_embd].
     """
-    return x + sublayer(norm(x))
+    normalized = norm(x)
+    update = sublayer(normalized)
+    return x + update

@@ -37,15 +37,13 @@ GPT2Config() gives the 124M model and GPT2Config(n_layer=2, n_embd=64)
 gives a tiny one with the other defaults unchanged.
 
 Tasks:
-1. Import dataclass from the dataclasses module.
-2. Give each field its GPT-2 124M default value.
-3. Leave n_inner as None (it means 4 * n_embd = 3072).
+1. Give each field its GPT-2 124M default value.
+2. Leave n_inner as None (it means 4 * n_embd = 3072).
 
 Run: pixi run s01
 """
 
-# TODO: Import the dataclass decorator
-# Hint: from dataclasses import dataclass
+from dataclasses import dataclass
 
 
 @dataclass

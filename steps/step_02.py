@@ -11,8 +11,10 @@ The mask is ADDITIVE: it is added to the attention scores before softmax.
 - 0 where query i may see key j: the score is unchanged.
 - -inf where it may not: the score becomes -inf, and softmax turns
   exp(-inf) into exactly 0, so that key gets a weight of exactly 0.
-  (HuggingFace uses the most negative float32 number, which gives the same
-  0 after softmax; -inf says exactly what is meant, and it is what the check
+  (HuggingFace's attention puts the most negative float32 number,
+  torch.finfo(torch.float32).min = -3.40282e+38, in place of blocked scores,
+  which gives the same 0 after softmax. This course's mask is added to the
+  scores instead; -inf says exactly what is meant, and it is what the check
   expects.)
 
 The diagonal (j == i) is kept: a token always sees itself. That also means
@@ -56,7 +58,7 @@ not a Python int. Never call int() on it; pass it on as it is to Dim,
 F.broadcast_to and F.band_part, which all accept it.
 
 Tasks:
-1. Import the functional API (F), Tensor and Dim.
+1. Import Dim (the first TODO).
 2. Compute the total number of key positions.
 3. Build a -inf constant and broadcast it to the mask shape.
 4. Use F.band_part to zero the allowed entries, and return the mask.
@@ -66,11 +68,11 @@ Run: pixi run s02
 
 from max.driver import Device
 from max.dtype import DType
+from max.experimental import functional as F
+from max.experimental.tensor import Tensor
 from max.graph import DimLike
 
-# TODO: Import the functional API, Tensor and Dim
-# Hint: from max.experimental import functional as F
-# Hint: from max.experimental.tensor import Tensor
+# TODO: Import what your code below uses (the lines above are given)
 # Hint: from max.graph import Dim
 
 

@@ -44,7 +44,7 @@ MAX operations and classes:
   reference solutions of earlier steps, not on your own files.
 
 Tasks:
-1. Import F, Tensor, Linear, Module and GPT2Config.
+1. Import F and Linear (the first TODO).
 2. In __init__, create c_fc (n_embd -> intermediate_size) and c_proj
    (intermediate_size -> n_embd), both with bias.
 3. In __call__, apply c_fc, then GELU (tanh), then c_proj.
@@ -52,11 +52,14 @@ Tasks:
 Run: pixi run s04
 """
 
-# TODO: Import the functional API, Tensor, Linear, Module and GPT2Config
+from max.experimental.tensor import Tensor
+from max.nn.module_v3 import Module
+
+from solutions.solution_01 import GPT2Config
+
+# TODO: Import what your code below uses (the lines above are given)
 # Hint: from max.experimental import functional as F
-# Hint: from max.experimental.tensor import Tensor
-# Hint: from max.nn.module_v3 import Linear, Module
-# Hint: from solutions.solution_01 import GPT2Config
+# Hint: from max.nn.module_v3 import Linear
 
 
 class GPT2MLP(Module):

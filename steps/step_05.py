@@ -36,7 +36,7 @@ MAX classes:
   the reference solutions).
 
 Tasks:
-1. Import Tensor, Embedding, Module and GPT2Config.
+1. Import Embedding (the first TODO).
 2. In __init__, create self.wte with config.vocab_size rows of size
    config.n_embd.
 3. In __call__, look up input_ids in self.wte and return the vectors.
@@ -44,10 +44,13 @@ Tasks:
 Run: pixi run s05
 """
 
-# TODO: Import Tensor, Embedding, Module and GPT2Config
-# Hint: from max.experimental.tensor import Tensor
-# Hint: from max.nn.module_v3 import Embedding, Module
-# Hint: from solutions.solution_01 import GPT2Config
+from max.experimental.tensor import Tensor
+from max.nn.module_v3 import Module
+
+from solutions.solution_01 import GPT2Config
+
+# TODO: Import what your code below uses (the lines above are given)
+# Hint: from max.nn.module_v3 import Embedding
 
 
 class GPT2Embeddings(Module):

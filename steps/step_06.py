@@ -44,7 +44,7 @@ MAX operations and classes:
 - GPT2Config from solutions.solution_01.
 
 Tasks:
-1. Import Tensor, Embedding, Module and GPT2Config.
+1. Import Embedding (the first TODO).
 2. Implement position_ids with input_ids.shape[-1] and Tensor.arange.
 3. In __init__, create self.wpe with config.n_positions rows of size
    config.n_embd.
@@ -53,10 +53,13 @@ Tasks:
 Run: pixi run s06
 """
 
-# TODO: Import Tensor, Embedding, Module and GPT2Config
-# Hint: from max.experimental.tensor import Tensor
-# Hint: from max.nn.module_v3 import Embedding, Module
-# Hint: from solutions.solution_01 import GPT2Config
+from max.experimental.tensor import Tensor
+from max.nn.module_v3 import Module
+
+from solutions.solution_01 import GPT2Config
+
+# TODO: Import what your code below uses (the lines above are given)
+# Hint: from max.nn.module_v3 import Embedding
 
 
 def position_ids(input_ids: Tensor) -> Tensor:

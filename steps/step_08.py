@@ -39,8 +39,8 @@ norm and sublayer are plain callables: a MAX Module is called like a
 function, so step 09 can pass (self.ln_1, self.attn) and (self.ln_2,
 self.mlp) to this one helper, and a test can pass simple functions.
 
-MAX operations: none beyond `+` on two Tensors (elementwise addition). The
-imports below are only for the type annotations and are given.
+MAX operations: none beyond `+` on two Tensors (elementwise addition), so
+there is nothing to import: the imports below are given.
 
 Tasks:
   1. Normalize x with norm

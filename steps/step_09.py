@@ -41,7 +41,7 @@ MAX classes and functions:
     solutions above
 
 Tasks:
-  1. Import Module and the four earlier components
+  1. Import the four earlier components (the first TODO)
   2. Compute inner_dim
   3. Create ln_1, attn, ln_2 and mlp
   4. In __call__, apply pre_norm_residual twice: (ln_1, attn), then (ln_2, mlp)
@@ -49,15 +49,16 @@ Tasks:
 Run: pixi run s09
 """
 
-# TODO: Import the modules this step needs
-# Hint: from max.nn.module_v3 import Module
+from max.experimental.tensor import Tensor
+from max.nn.module_v3 import Module
+
+from solutions.solution_01 import GPT2Config
+
+# TODO: Import what your code below uses (the lines above are given)
 # Hint: from solutions.solution_03 import LayerNorm
 # Hint: from solutions.solution_04 import GPT2MLP
 # Hint: from solutions.solution_07 import GPT2MultiHeadAttention
 # Hint: from solutions.solution_08 import pre_norm_residual
-from max.experimental.tensor import Tensor
-
-from solutions.solution_01 import GPT2Config
 
 
 class GPT2Block(Module):

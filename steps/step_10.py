@@ -46,21 +46,23 @@ MAX classes:
     GPT2Block (solutions.solution_09)
 
 Tasks:
-  1. Import Embedding, Module, Sequential and the earlier components
+  1. Import Embedding, Sequential and the earlier components (the first TODO)
   2. Create wte, wpe, h and ln_f
   3. In __call__: add token and position embeddings, run the blocks, apply ln_f
 
 Run: pixi run s10
 """
 
-# TODO: Import the modules this step needs
-# Hint: from max.nn.module_v3 import Embedding, Module, Sequential
+from max.experimental.tensor import Tensor
+from max.nn.module_v3 import Module
+
+from solutions.solution_01 import GPT2Config
+
+# TODO: Import what your code below uses (the lines above are given)
+# Hint: from max.nn.module_v3 import Embedding, Sequential
 # Hint: from solutions.solution_03 import LayerNorm
 # Hint: from solutions.solution_06 import position_ids
 # Hint: from solutions.solution_09 import GPT2Block
-from max.experimental.tensor import Tensor
-
-from solutions.solution_01 import GPT2Config
 
 
 class GPT2Model(Module):

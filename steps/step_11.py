@@ -45,19 +45,21 @@ MAX classes:
     own step 10)
 
 Tasks:
-  1. Import Linear, Module and GPT2Model
+  1. Import Linear and GPT2Model (the first TODO)
   2. Create transformer and lm_head
   3. In __call__: hidden states from the transformer, then logits from lm_head
 
 Run: pixi run s11
 """
 
-# TODO: Import the modules this step needs
-# Hint: from max.nn.module_v3 import Linear, Module
-# Hint: from solutions.solution_10 import GPT2Model
 from max.experimental.tensor import Tensor
+from max.nn.module_v3 import Module
 
 from solutions.solution_01 import GPT2Config
+
+# TODO: Import what your code below uses (the lines above are given)
+# Hint: from max.nn.module_v3 import Linear
+# Hint: from solutions.solution_10 import GPT2Model
 
 
 class MaxGPT2LMHeadModel(Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.harness import solution_file
+from tests.lessons import solution_path
 
 PASS = None  # the expected outcome of a correct variant: no failure
 
@@ -27,7 +27,7 @@ class Variant:
         return f"{self.step:02d}-{self.name}"
 
     def source(self) -> str:
-        text = solution_file(self.step).read_text()
+        text = solution_path(self.step).read_text()
         for old, new in self.edits:
             count = text.count(old)
             if count != 1:
@@ -95,7 +95,7 @@ CORRECT = [
     correct(4, "gelu-written-out-from-tanh", GELU_FROM_TANH, IMPORT_MATH),
     correct(7, "heads-split-with-permute", HEADS_WITH_PERMUTE, MERGE_WITH_PERMUTE),
     correct(8, "residual-as-two-lines",
-            ("    return x + sublayer(norm(x))", "    update = sublayer(norm(x))\n    return update + x")),
+            ("    return x + update", "    return update + x")),
 ]
 
 # Mistakes ------------------------------------------------------------------
@@ -110,10 +110,14 @@ MISTAKES = [
     # 02 causal mask
     mistake(2, "diagonal-masked", "the diagonal is masked",
             MASK_BY_COMPARISON, ("> F.unsqueeze(rows, 1)", ">= F.unsqueeze(rows, 1)")),
-    mistake(2, "mask-flipped", "the mask is flipped", ("exclude=True", "exclude=False")),
+    mistake(2, "mask-flipped", "the mask is flipped", MASK_BY_COMPARISON, ("> F.unsqueeze(rows, 1) + num_tokens", "<= F.unsqueeze(rows, 1) + num_tokens")),
+    mistake(2, "band-part-without-exclude", "pass exclude=True", (", exclude=True)", ")")),
+    mistake(2, "float32-min-instead-of-minus-inf", "torch.finfo(torch.float32).min",
+            ("Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)",
+             "Tensor.constant(-3.4028234663852886e38, dtype=dtype, device=device)")),
     mistake(2, "num-tokens-ignored", "num_tokens is ignored",
             MASK_BY_COMPARISON, ("F.unsqueeze(rows, 1) + num_tokens", "F.unsqueeze(rows, 1)")),
-    mistake(2, "minus-1e9-instead-of-minus-inf", "use float(\"-inf\")",
+    mistake(2, "minus-1e9-instead-of-minus-inf", "a large negative number (-1e+09) instead of -inf",
             ("Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)",
              "Tensor.constant(-1e9, dtype=dtype, device=device)")),
     mistake(2, "ones-instead-of-minus-inf", "0 (attend) and -inf",
@@ -171,10 +175,10 @@ MISTAKES = [
             ("scores = query @ key.transpose(-1, -2)", "scores = key @ query.transpose(-1, -2)")),
     # 08 residual connections
     mistake(8, "residual-from-normalized", "the residual is the normalized tensor",
-            ("    return x + sublayer(norm(x))", "    h = norm(x)\n    return h + sublayer(h)")),
-    mistake(8, "post-norm", "post-norm", ("    return x + sublayer(norm(x))", "    return norm(x + sublayer(x))")),
-    mistake(8, "no-residual", "the residual is missing", ("    return x + sublayer(norm(x))", "    return sublayer(norm(x))")),
-    mistake(8, "no-norm", "the norm is skipped", ("    return x + sublayer(norm(x))", "    return x + sublayer(x)")),
+            ("    return x + update", "    return normalized + update")),
+    mistake(8, "post-norm", "post-norm", ("    return x + update", "    return norm(x + sublayer(x))")),
+    mistake(8, "no-residual", "the residual is missing", ("    return x + update", "    return update")),
+    mistake(8, "no-norm", "the norm is skipped", ("    return x + update", "    return x + sublayer(x)")),
     # 09 transformer block
     mistake(9, "mlp-first", "the MLP runs before attention",
             ("        hidden_states = pre_norm_residual(hidden_states, self.ln_1, self.attn)\n"
@@ -193,9 +197,12 @@ MISTAKES = [
              "        hidden_states = normed + self.mlp(normed)\n")),
     mistake(9, "n-inner-ignored", "mlp.c_fc.weight has shape",
             ("config.n_inner if config.n_inner is not None else 4 * hidden_size", "4 * hidden_size")),
-    mistake(9, "epsilon-ignored", "does not match HuggingFace",
+    mistake(9, "epsilon-ignored", "ln_2 ignores config.layer_norm_epsilon",
             ("self.ln_2 = LayerNorm(hidden_size, eps=config.layer_norm_epsilon)",
              "self.ln_2 = LayerNorm(hidden_size)")),
+    mistake(9, "epsilon-ignored-twice", "ln_1 and ln_2 ignore config.layer_norm_epsilon",
+            ("self.ln_1 = LayerNorm(hidden_size, eps=config.layer_norm_epsilon)", "self.ln_1 = LayerNorm(hidden_size)"),
+            ("self.ln_2 = LayerNorm(hidden_size, eps=config.layer_norm_epsilon)", "self.ln_2 = LayerNorm(hidden_size)")),
     # 10 the stacked model
     mistake(10, "positions-start-at-1", "the position ids start at 1",
             ("self.wpe(position_ids(input_ids))", "self.wpe(position_ids(input_ids) + 1)")),
@@ -231,4 +238,64 @@ MISTAKES = [
             ("        if array.shape != shape:\n            raise ValueError(", "        if False:\n            raise ValueError(")),
 ]
 
-VARIANTS = CORRECT + MISTAKES
+MORE_MISTAKES = [
+    # 03: the values a new LayerNorm starts with
+    mistake(3, "weight-starts-at-zeros", "the weight starts at zeros",
+            ("self.weight = Tensor.ones([dim])", "self.weight = Tensor.zeros([dim])")),
+    mistake(3, "bias-starts-at-ones", "the bias starts at ones",
+            ("self.bias = Tensor.zeros([dim])", "self.bias = Tensor.ones([dim])")),
+    # 06: positions from the wrong axis
+    mistake(6, "positions-from-batch-axis", "the positions count the batch (3 sequences)",
+            ("seq_length = input_ids.shape[-1]", "seq_length = input_ids.shape[0]")),
+    # 07: heads merged or split without their transpose, mask after softmax
+    mistake(7, "merge-without-transpose", "_merge_heads reshapes without the transpose",
+            ("        x = x.transpose(1, 2)\n        new_shape = list(x.shape[:-2]) + [self.embed_dim]",
+             "        new_shape = [x.shape[0], x.shape[2], self.embed_dim]")),
+    mistake(7, "heads-never-transposed", "the heads are never moved in front of the sequence",
+            ("return x.reshape(new_shape).transpose(1, 2)", "return x.reshape(new_shape)"),
+            ("        x = x.transpose(1, 2)\n", "")),
+    mistake(7, "mask-after-softmax", "the mask is added after softmax",
+            ("weights = F.softmax(scores + mask)", "weights = F.softmax(scores) + mask")),
+    # 10: the blocks
+    mistake(10, "one-block-repeated", "one GPT2Block object fills all 2 places",
+            ("Sequential(*(GPT2Block(config) for _ in range(config.n_layer)))",
+             "Sequential(*([GPT2Block(config)] * config.n_layer))")),
+    mistake(10, "plain-list-of-blocks", "use Sequential(*modules)",
+            ("Sequential(*(GPT2Block(config) for _ in range(config.n_layer)))",
+             "[GPT2Block(config) for _ in range(config.n_layer)]"),
+            ("        hidden_states = self.h(hidden_states)\n",
+             "        for block in self.h:\n            hidden_states = block(hidden_states)\n")),
+    mistake(10, "ln-f-epsilon-ignored", "ln_f ignores config.layer_norm_epsilon",
+            ("self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)", "self.ln_f = LayerNorm(config.n_embd)")),
+    # 12: choosing tokens, generators, the loader
+    mistake(12, "argmax-without-axis", "np.argmax without an axis",
+            ("np.argmax(next_logits, axis=-1)", "np.argmax(next_logits)")),
+    mistake(12, "softmax-without-max", "np.exp overflowed",
+            ("    scaled = scaled - scaled.max(axis=-1, keepdims=True)  # avoid overflow in exp\n", "")),
+    mistake(12, "new-generator-every-step", "a new np.random.default_rng(seed) at every step",
+            ("    for _ in range(max_new_tokens):\n        next_token",
+             "    for _ in range(max_new_tokens):\n        rng = np.random.default_rng(seed)\n        next_token")),
+    mistake(12, "seeded-default-generator", "the default generator is seeded",
+            ("rng if rng is not None else np.random.default_rng()", "rng if rng is not None else np.random.default_rng(0)")),
+    mistake(12, "temperature-not-passed-on", "does not pass its temperature on",
+            ("generate_next_token(model, ids, temperature, do_sample, rng=rng)",
+             "generate_next_token(model, ids, do_sample=do_sample, rng=rng)")),
+    mistake(12, "state-dict-changed", "changed the state dict it was given",
+            ("    state = {k: v for k, v in hf_state_dict.items() if not k.endswith(BUFFER_SUFFIXES)}\n",
+             "    state = hf_state_dict\n"
+             "    for key in [k for k in state if k.endswith(BUFFER_SUFFIXES)]:\n"
+             "        del state[key]\n")),
+]
+
+MORE_CORRECT = [
+    correct(10, "blocks-run-in-a-loop",
+            ("        hidden_states = self.h(hidden_states)\n",
+             "        for block in self.h:\n            hidden_states = block(hidden_states)\n")),
+    correct(12, "sampling-by-inverse-cdf",
+            ("    return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)",
+             "    cumulative = np.cumsum(probs, axis=-1)\n"
+             "    u = rng.random((probs.shape[0], 1)) * cumulative[:, -1:]\n"
+             "    return (cumulative < u).sum(axis=-1).astype(np.int64)")),
+]
+
+VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from tests.harness import REPO, hf_config, randomize_
+from tests.lessons import REPO
+from tools.offline import offline_env
+from tests.twins import hf_config, randomize_
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def model_dir(tmp_path_factory):
 
 
 def run(*args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = offline_env()
     return subprocess.run(
         [sys.executable, str(REPO / "generate.py"), *args],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env,

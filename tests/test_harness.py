@@ -2,6 +2,8 @@
 mistakes, and what a learner sees on the command line is a plain message,
 never a traceback or a hang."""
 
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,32 +11,34 @@ import sys
 import torch
 from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
 
-from tests import harness
-from tests.harness import REPO, TOLERANCE, Lesson, hf_config, max_error, randomize_, seeded_inputs, solution_file
+from tests.lessons import REPO, solution_path
+from tests.loading import Lesson
+from tests.parity import SHAPES, TOLERANCE, max_error
 from tests.test_judge import step_checks
+from tests.twins import CONFIGS, hf_config, randomize_, seeded_inputs
 
 
 def test_correct_code_stays_far_below_the_tolerance():
     """The reference solutions of the numerical steps, against HuggingFace:
     every difference must be at most a quarter of what is allowed."""
-    harness.MARGINS.clear()
+    margins = []
     for step in (3, 4, 7, 9, 10):
-        lesson = Lesson(step, path=solution_file(step))
+        lesson = Lesson(step, solution_path(step))
         for check in step_checks(step):
             check(lesson)
-    assert len(harness.MARGINS) > 20
-    worst = max(harness.MARGINS, key=lambda m: m[1][0] / m[1][1])
-    what, (error, allowed) = worst
+        margins += lesson.margins
+    assert len(margins) > 20
+    what, error, allowed = max(margins, key=lambda m: m[1] / m[2])
     assert error <= allowed / 4, f"{what}: rounding {error:.2g} is too close to the tolerance {allowed:.2g}"
 
 
 def test_exact_gelu_lands_far_above_the_tolerance():
     """The smallest mistake the course names: exact instead of tanh GELU."""
-    for overrides in harness.CONFIGS.values():
+    for overrides in CONFIGS.values():
         config = hf_config(overrides)
         inner = config.n_inner or 4 * config.n_embd
         mlp = randomize_(GPT2MLP(inner, config), seed=4)
-        x = torch.from_numpy(seeded_inputs("hidden", harness.SHAPES, width=config.n_embd, seed=4)[0])
+        x = torch.from_numpy(seeded_inputs("hidden", SHAPES, width=config.n_embd, seed=4)[0])
         with torch.no_grad():
             right = mlp(x).double().numpy()
             exact = mlp.c_proj(torch.nn.functional.gelu(mlp.c_fc(x))).double().numpy()
@@ -43,18 +47,38 @@ def test_exact_gelu_lands_far_above_the_tolerance():
     assert TOLERANCE == 2e-5
 
 
-def pytest_on(folder, step: int, *extra):
+def pytest_on(folder, step: int | list[int], *extra, pixi: bool = False):
+    """Run the checks of step(s) on folder in a new process, as pip (or pixi) users do."""
+    steps = step if isinstance(step, list) else [step]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXI_")}
+    if pixi:
+        env["PIXI_PROJECT_ROOT"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", f"tests/test_step_{step:02d}.py", "--target", str(folder), *extra],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
+        [sys.executable, "-m", "pytest", *(f"tests/test_step_{s:02d}.py" for s in steps), "--target", str(folder), *extra],
+        capture_output=True, text=True, timeout=900, cwd=REPO, env=env,
     )
 
 
-def test_a_finished_step_says_so_and_names_the_next(tmp_path):
-    shutil.copy(solution_file(1), tmp_path / "step_01.py")
+def test_a_finished_step_says_so_and_names_the_next_command(tmp_path):
+    shutil.copy(solution_path(1), tmp_path / "step_01.py")
     result = pytest_on(tmp_path, 1)
     assert result.returncode == 0, result.stdout
+    pip_next = shlex.join([sys.executable, "-m", "pytest", "tests/test_step_02.py", "--target", str(tmp_path)])
+    assert f"Step 01 complete: all 2 checks passed. Next: open steps/step_02.py and run `{pip_next}`." in result.stdout
+    result = pytest_on(tmp_path, 1, pixi=True)
     assert "Step 01 complete: all 2 checks passed. Next: open steps/step_02.py and run `pixi run s02`." in result.stdout
+
+
+def test_a_run_of_several_steps_ends_with_one_summary(tmp_path):
+    shutil.copy(solution_path(1), tmp_path / "step_01.py")
+    (tmp_path / "step_03.py").write_text('"""Step 03."""\n\nclass LayerNorm(:\n    pass\n')
+    result = pytest_on(tmp_path, [1, 3], pixi=True)
+    assert result.returncode == 1
+    last = result.stdout.strip().splitlines()[-2]
+    assert last == (
+        "Steps 01 pass; 03 (1 of 1 checks failed) not yet. Next: read the failures of step 03 above, "
+        f"fix {tmp_path / 'step_03.py'}, and run `pixi run s03`."
+    ), result.stdout
 
 
 def test_a_syntax_error_is_a_failed_check_with_the_line(tmp_path):
@@ -67,7 +91,7 @@ def test_a_syntax_error_is_a_failed_check_with_the_line(tmp_path):
 
 
 def test_a_wrong_result_names_the_mistake_without_a_traceback(tmp_path):
-    source = solution_file(4).read_text().replace('approximate="tanh"', 'approximate="none"')
+    source = solution_path(4).read_text().replace('approximate="tanh"', 'approximate="none"')
     (tmp_path / "step_04.py").write_text(source)
     result = pytest_on(tmp_path, 4)
     assert result.returncode == 1
@@ -78,7 +102,7 @@ def test_a_wrong_result_names_the_mistake_without_a_traceback(tmp_path):
 
 
 def test_an_exception_in_the_learners_code_shows_their_line(tmp_path):
-    source = solution_file(3).read_text().replace(
+    source = solution_path(3).read_text().replace(
         "        return F.layer_norm(", "        x = x.reshape([-7])\n        return F.layer_norm("
     )
     (tmp_path / "step_03.py").write_text(source)

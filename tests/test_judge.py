@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.catalogue import PASS, VARIANTS, Variant
-from tests.harness import OPEN_TODO, REPO, Lesson, LessonFailure, solution_file
-
-STEPS = range(1, 13)
+from tests.lessons import STEPS, skeleton_path, solution_path
+from tests.loading import OPEN_TODO, Lesson, LessonFailure
 
 
 def step_checks(step: int):
@@ -29,7 +28,7 @@ def step_checks(step: int):
 
 def first_failure(step: int, path: Path) -> str | None:
     """The message of the first failing check of a step on the file at path."""
-    lesson = Lesson(step, path=path)
+    lesson = Lesson(step, path)
     for check in step_checks(step):
         try:
             check(lesson)
@@ -47,7 +46,7 @@ def as_step(tmp_path: Path, step: int, source: str) -> Path:
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: f"{s:02d}")
 def test_untouched_skeleton_reports_an_open_todo(step, tmp_path):
     path = tmp_path / f"step_{step:02d}.py"
-    shutil.copy(REPO / "steps" / f"step_{step:02d}.py", path)
+    shutil.copy(skeleton_path(step), path)
     message = first_failure(step, path)
     assert message is not None, f"the skeleton of step {step:02d} passed its own check"
     assert OPEN_TODO in message, f"the skeleton's failure does not name an open TODO:\n{message}"
@@ -55,7 +54,7 @@ def test_untouched_skeleton_reports_an_open_todo(step, tmp_path):
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda s: f"{s:02d}")
 def test_solution_in_place_of_the_skeleton_passes(step, tmp_path):
-    path = as_step(tmp_path, step, solution_file(step).read_text())
+    path = as_step(tmp_path, step, solution_path(step).read_text())
     message = first_failure(step, path)
     assert message is None, f"the solution of step {step:02d} failed its step's check:\n{message}"
 

@@ -1,17 +1,18 @@
-"""The project's own promises: pixi.toml and requirements.txt pin the same
-versions, every lesson's `Run: pixi run sNN` is a task that runs that step's
-checks, and every parameter count a lesson quotes is the real one."""
+"""The project's own promises: every lesson in tests/lessons.py has its
+files, task and README row; pixi.toml and requirements.txt pin the same
+versions; the skeletons' hints say what the solutions do; every lesson
+follows the one import rule; every number a lesson quotes is the real one."""
 
 import ast
+import builtins
 import re
 import shlex
 import sys
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.version import Version
 
-from tests.harness import REPO
+from tests.lessons import LESSONS, REPO, STEPS, check_file, skeleton_path, solution_path, task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,41 +51,193 @@ def test_pixi_and_requirements_pin_the_same_versions():
         if name not in NOT_PACKAGES
     }
     pip = pip_requirements()
-    assert set(pixi_deps) == set(pip), f"pixi.toml {sorted(pixi_deps)} vs requirements.txt {sorted(pip)}"
+    assert set(pixi_deps) <= set(pip), f"pixi.toml {sorted(pixi_deps)} vs requirements.txt {sorted(pip)}"
     for name, pixi_spec in pixi_deps.items():
-        pip_spec = pip[name].specifier
-        exact = [s.version for s in pip_spec if s.operator == "==" and "*" not in s.version]
-        if exact:  # an exact pip pin must lie inside pixi's range
-            assert Version(exact[0]) in pixi_spec, f"{name}: pip pins {exact[0]}, pixi allows {pixi_spec}"
-        else:
-            assert pip_spec == pixi_spec, f"{name}: requirements.txt {pip_spec} vs pixi.toml {pixi_spec}"
+        assert pip[name].specifier == pixi_spec, f"{name}: requirements.txt {pip[name].specifier} vs pixi.toml {pixi_spec}"
     assert pixi_deps["max"] == SpecifierSet("==25.7.*"), "MAX must stay on 25.7 (max.nn.module_v3)"
 
 
-def test_every_step_has_a_task_running_its_checks():
+# --- the lessons --------------------------------------------------------------
+
+
+def test_every_lesson_has_its_files_task_and_readme_row():
     tasks = pixi()["tasks"]
-    for step in range(1, 13):
-        name = f"s{step:02d}"
+    readme = (REPO / "README.md").read_text()
+    for step, title in LESSONS.items():
+        for path in (skeleton_path(step), solution_path(step), REPO / check_file(step)):
+            assert path.exists(), f"lesson {step:02d} has no {path.relative_to(REPO)}"
+        name = task(step)
         assert name in tasks, f"pixi.toml has no task {name}"
         words = shlex.split(tasks[name])
-        assert words[:3] == ["python", "-m", "pytest"], f"{name} does not run pytest: {tasks[name]}"
-        test_files = [w for w in words[3:] if not w.startswith("-")]
-        assert test_files == [f"tests/test_step_{step:02d}.py"], f"{name} runs {test_files}"
-        assert (REPO / test_files[0]).exists()
-        assert "--target" not in tasks[name], f"{name} must check the learner's steps/ (the default target)"
+        assert words == ["python", "-m", "pytest", check_file(step)], f"{name} runs {tasks[name]!r}"
+        row = f"| {step:02d} | {title} | `pixi run {name}` |"
+        assert row in readme, f"README.md's table has no row {row!r}"
+    extra = sorted(set(int(m) for m in re.findall(r"step_(\d\d)\.py", " ".join(p.name for p in (REPO / "steps").iterdir()))) - set(LESSONS))
+    assert not extra, f"steps/ holds lessons {extra} that tests/lessons.py does not list"
+    assert shlex.split(tasks["steps"]) == ["python", "-m", "pytest", "-m", "lesson"]
     assert "--target solutions" in tasks["test"]
 
 
 def lesson_docstring(step: int) -> str:
-    return ast.get_docstring(ast.parse((REPO / "steps" / f"step_{step:02d}.py").read_text())) or ""
+    return ast.get_docstring(ast.parse(skeleton_path(step).read_text())) or ""
 
 
 def test_every_lesson_names_the_task_that_checks_it():
-    tasks = pixi()["tasks"]
-    for step in range(1, 13):
+    for step in STEPS:
         runs = re.findall(r"Run: pixi run (\S+)", lesson_docstring(step))
-        assert runs == [f"s{step:02d}"], f"step {step:02d} tells the learner to run {runs}"
-        assert runs[0] in tasks
+        assert runs == [task(step)], f"step {step:02d} tells the learner to run {runs}"
+
+
+# --- hints that say what the solution does -------------------------------------
+#
+# Every `# Hint:` line that holds code must appear in the reference solution,
+# so that a change to a solution cannot leave a skeleton teaching the old
+# code. Hints are checked rather than skeletons generated from the
+# solutions: a skeleton is a lesson, written for a reader, with TODOs that
+# group lines and hints that can be prose; generating it would make the
+# lessons serve the generator. A hint that is code on purpose different from
+# the solution says so with "# Hint (not the solution's code):".
+
+HINT = re.compile(r"^\s*# Hint: ?(.*)$")
+DIFFERENT = "# Hint (not the solution's code):"
+
+
+def hint_blocks(source: str) -> list[list[str]]:
+    """Consecutive `# Hint:` lines, as blocks of their text."""
+    blocks, current = [], []
+    for line in source.splitlines():
+        match = HINT.match(line)
+        if match:
+            current.append(match.group(1))
+        elif current:
+            blocks.append(current)
+            current = []
+    return blocks + ([current] if current else [])
+
+
+def as_code(lines: list[str]) -> list[list[str]] | None:
+    """The hint's statements, each as its normalized lines, or None for prose."""
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        try:  # a block such as `if x:` + `    y` loses nothing when dedented per line
+            tree = ast.parse("\n".join(line.strip() for line in lines))
+        except SyntaxError:
+            return None
+    if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Name):
+        return None  # a single word is prose
+    return [[line.strip() for line in ast.unparse(node).splitlines()] for node in tree.body]
+
+
+def normalized_lines(source: str) -> list[str]:
+    return [line.strip() for line in ast.unparse(ast.parse(source)).splitlines()]
+
+
+def appears_in(statement: list[str], solution: list[str]) -> bool:
+    """A statement's lines appear in consecutive solution lines; a one-line
+    statement may be part of a line (a hint can show just the right-hand side),
+    and an import may name some of the names of the solution's import."""
+    if statement[0].startswith("from "):
+        module, _, names = statement[0][5:].partition(" import ")
+        wanted = set(names.split(", "))
+        return any(
+            line.startswith(f"from {module} import ") and wanted <= set(line.partition(" import ")[2].split(", "))
+            for line in solution
+        )
+    if len(statement) == 1:
+        return any(statement[0] in line for line in solution)
+    return any(
+        solution[start : start + len(statement)] == statement
+        for start in range(len(solution) - len(statement) + 1)
+    )
+
+
+def test_code_in_hints_is_the_solutions_code():
+    drifted = []
+    for step in STEPS:
+        solution = normalized_lines(solution_path(step).read_text())
+        for block in hint_blocks(skeleton_path(step).read_text()):
+            for statement in as_code(block) or []:
+                if not appears_in(statement, solution):
+                    drifted.append(f"steps/step_{step:02d}.py: {' / '.join(statement)}")
+    assert not drifted, "hints whose code the solution does not contain:\n" + "\n".join(drifted)
+
+
+def test_hint_checker_tells_code_from_prose():
+    assert as_code(["Linear(self.embed_dim, 3 * self.embed_dim, bias=True)"]) == [
+        ["Linear(self.embed_dim, 3 * self.embed_dim, bias=True)"]
+    ]
+    assert as_code(["if name.endswith(SUFFIXES): array = array.T"]) == [["if name.endswith(SUFFIXES):", "array = array.T"]]
+    assert as_code(["import math", "from a import b"]) == [["import math"], ["from a import b"]]
+    assert as_code(["Do not call int() on sequence_length: it may be symbolic"]) is None
+    assert appears_in(["f(y)"], ["z = 1", "x = f(y)"])
+    assert not appears_in(["x = f(z)"], ["z = 1", "x = f(y)"])
+    assert appears_in(["if a:", "b"], ["z = 1", "if a:", "b"])
+    assert appears_in(["from m import a, c"], ["from m import a, b, c"])
+    assert not appears_in(["from m import a, d"], ["from m import a, b, c"])
+    assert not appears_in(["if a:", "b"], ["if a:", "c", "b"])
+
+
+# --- one rule for imports --------------------------------------------------------
+#
+# The skeleton imports everything its own lines use, so that it imports
+# cleanly and the first failure is always an open TODO. The imports that
+# only the learner's code needs are the learner's to write: the first TODO
+# lists them as `# Hint:` lines. (README.md, "The learner's loop".)
+
+
+def imported_names(tree: ast.Module) -> dict[str, str]:
+    names = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                names[alias.asname or alias.name.split(".")[0]] = ast.unparse(node)
+    return names
+
+
+def used_names(tree: ast.Module) -> set[str]:
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+def defined_names(tree: ast.Module) -> set[str]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, ast.arg):
+            found.add(node.arg)
+    return found
+
+
+def hinted_imports(source: str) -> set[str]:
+    names = set()
+    for block in hint_blocks(source):
+        for line in block:
+            if line.startswith(("import ", "from ")):
+                names |= set(imported_names(ast.parse(line)))
+    return names
+
+
+def test_every_skeleton_imports_what_it_uses_and_hints_the_rest():
+    for step in STEPS:
+        source = skeleton_path(step).read_text()
+        skeleton = ast.parse(source)
+        solution = ast.parse(solution_path(step).read_text())
+        given, used = imported_names(skeleton), used_names(skeleton)
+        unknown = used - set(given) - defined_names(skeleton) - set(dir(builtins))
+        assert not unknown, f"steps/step_{step:02d}.py uses {sorted(unknown)} without importing them"
+        gifts = set(given) - used
+        assert not gifts, f"steps/step_{step:02d}.py imports {sorted(gifts)}, which only the learner's code uses"
+        yours = set(imported_names(solution)) - set(given)
+        assert hinted_imports(source) == yours, (
+            f"steps/step_{step:02d}.py: the import hints name {sorted(hinted_imports(source))}, "
+            f"the learner must import {sorted(yours)}"
+        )
+
+
+# --- numbers in the lessons --------------------------------------------------------
 
 
 def gpt2_parameter_counts() -> dict[str, int]:
@@ -136,7 +289,12 @@ def test_numbers_quoted_in_lessons_are_the_real_ones():
     allowed.add("124M")  # the model's name
     allowed.add(f"{100 * counts['wte'] / counts['GPT2Model']:.1f}%")
     pattern = re.compile(r"\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?M\b|\d+(?:\.\d+)?%")
-    for step in range(1, 13):
-        quoted = set(pattern.findall((REPO / "steps" / f"step_{step:02d}.py").read_text()))
+    for step in STEPS:
+        quoted = set(pattern.findall(skeleton_path(step).read_text()))
         wrong = sorted(quoted - allowed)
         assert not wrong, f"steps/step_{step:02d}.py quotes {wrong}, which match no GPT-2 124M count"
+
+
+def test_no_test_file_is_over_400_lines():
+    long = {p.name: n for p in (REPO / "tests").glob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"files in tests/ over 400 lines: {long}"

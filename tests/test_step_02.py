@@ -5,11 +5,13 @@ earlier tokens), as 0 (may attend) and -inf (may not)."""
 import numpy as np
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
-from tests.harness import assert_close, hf_config, run_compiled
+from tests.parity import Run, assert_close, run_together
+from tests.twins import hf_config
 
 STEP = 2
 SEQUENCE_LENGTHS = [6, 67, 1]  # the least ambiguous first
 NUM_TOKENS = [0, 3]
+REFERENCE = "HuggingFace's causal mask"
 
 
 def huggingface_allowed(seq: int, num_tokens: int) -> np.ndarray:
@@ -27,12 +29,22 @@ def mask_mistakes(seq: int, num_tokens: int, mask: np.ndarray):
     keys = seq + num_tokens
     allowed = huggingface_allowed(seq, num_tokens)
     rows, cols = np.arange(seq)[:, None], np.arange(keys)[None, :]
-    return {
-        "the blocked entries are a large negative number: use float(\"-inf\").":
-            lambda: np.where(allowed, 0.0, np.where(mask <= -1e4, mask, np.nan)),
+    mistakes = {}
+    blocked = np.unique(mask[~allowed]) if mask.shape == allowed.shape and (~allowed).any() else []
+    if len(blocked) == 1 and np.isfinite(blocked[0]) and blocked[0] <= -1e4:
+        hint = (
+            f"the blocked entries hold a large negative number ({blocked[0]:.6g}) instead of -inf. "
+            "HuggingFace's attention puts the most negative float32 number "
+            "(torch.finfo(torch.float32).min = -3.40282e+38) in place of blocked scores; this course's "
+            "mask is added to the scores, and the check expects float(\"-inf\"), which says exactly what is meant."
+        )
+        mistakes[hint] = lambda: np.where(allowed, 0.0, blocked[0])
+    return mistakes | {
         "the diagonal is masked: a token must see itself (key j <= query i + num_tokens).":
             lambda: additive(cols < rows + num_tokens),
-        "the mask is flipped: -inf must be ABOVE the diagonal (the future), 0 on and below it.":
+        "the mask is flipped: -inf must be ABOVE the diagonal (the future), 0 on and below it. "
+        "F.band_part keeps the band and zeroes the rest; pass exclude=True to zero the band "
+        "(the allowed entries) and keep -inf outside it.":
             lambda: additive(cols > rows + num_tokens),
         "num_tokens is ignored: the diagonal must move right by num_tokens.":
             lambda: additive(cols <= rows),
@@ -43,24 +55,26 @@ def mask_mistakes(seq: int, num_tokens: int, mask: np.ndarray):
     }
 
 
+def mask_run(causal_mask, num_tokens: int) -> Run:
+    # A dummy input whose length is the (symbolic) sequence length.
+    return Run(
+        f"causal_mask(sequence_length, {num_tokens}, ...)",
+        lambda x: causal_mask(x.shape[0], num_tokens, dtype=x.dtype, device=x.device),
+        [np.zeros(seq, dtype=np.float32) for seq in SEQUENCE_LENGTHS],
+        ("seqlen",),
+    )
+
+
 def test_causal_mask_matches_huggingface(lesson):
     causal_mask = lesson.get("causal_mask")
-    for num_tokens in NUM_TOKENS:
-        # A dummy input whose length is the (symbolic) sequence length.
-        inputs = [np.zeros(seq, dtype=np.float32) for seq in SEQUENCE_LENGTHS]
-        masks = run_compiled(
-            lesson,
-            lambda x: causal_mask(x.shape[0], num_tokens, dtype=x.dtype, device=x.device),
-            inputs,
-            ("seqlen",),
-            f"causal_mask(sequence_length, {num_tokens}, ...)",
-        )
-        for seq, mask in zip(SEQUENCE_LENGTHS, masks):
-            expected = additive(huggingface_allowed(seq, num_tokens))
+    masks = run_together(lesson, [mask_run(causal_mask, n) for n in NUM_TOKENS])
+    for num_tokens, outputs in zip(NUM_TOKENS, masks):
+        for seq, mask in zip(SEQUENCE_LENGTHS, outputs):
             assert_close(
                 f"causal_mask({seq}, {num_tokens})",
                 mask,
-                expected,
+                additive(huggingface_allowed(seq, num_tokens)),
                 ("query", "key"),
                 mask_mistakes(seq, num_tokens, mask),
+                reference=REFERENCE,
             )

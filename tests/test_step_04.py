@@ -3,7 +3,9 @@
 import torch
 from transformers.models.gpt2.modeling_gpt2 import GPT2MLP as HFGPT2MLP
 
-from tests.harness import check_module, construct, torch_run
+from tests.loading import construct
+from tests.parity import check_module
+from tests.twins import torch_run
 
 STEP = 4
 

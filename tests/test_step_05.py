@@ -2,7 +2,8 @@
 
 import torch
 
-from tests.harness import check_module, construct
+from tests.loading import construct
+from tests.parity import check_module
 
 STEP = 5
 
@@ -26,4 +27,5 @@ def test_token_embeddings_match_torch(lesson):
         TokenEmbeddings,
         seed=5,
         inputs="ids",
+        reference="torch.nn.Embedding",
     )

@@ -3,7 +3,9 @@ positions 0 .. seq_length - 1."""
 
 import torch
 
-from tests.harness import check_module, construct, torch_run
+from tests.loading import construct
+from tests.parity import check_module
+from tests.twins import torch_run
 
 STEP = 6
 
@@ -15,17 +17,21 @@ class PositionEmbeddings(torch.nn.Module):
         super().__init__()
         self.wpe = torch.nn.Embedding(case.max.n_positions, case.max.n_embd)
 
-    def forward(self, input_ids, start=0):
-        positions = torch.arange(start, start + input_ids.shape[-1])
+    def forward(self, input_ids, start=0, axis=-1):
+        positions = torch.arange(start, start + input_ids.shape[axis])
         return self.wpe(positions)
 
 
 def position_mistakes(hf: PositionEmbeddings, ids):
+    batch = ids.shape[0]
     return {
         "the positions start at 1: they must be 0, 1, ..., seq_length - 1.":
             lambda: torch_run(lambda t: hf(t, start=1), ids),
         "the token ids are used as positions: look up Tensor.arange(seq_length) instead.":
             lambda: torch_run(lambda t: hf.wpe(t), ids),
+        f"the positions count the batch ({batch} {'sequence' if batch == 1 else 'sequences'}), "
+        "not the tokens: take the length from the last axis, input_ids.shape[-1].":
+            lambda: torch_run(lambda t: hf(t, axis=0), ids),
     }
 
 
@@ -41,4 +47,5 @@ def test_position_embeddings_match_torch(lesson):
         # Ids below n_positions, so that "token ids used as positions" stays
         # a lookup in range that can be recognized.
         id_limit=lambda config: config.n_positions,
+        reference="torch.nn.Embedding",
     )

@@ -4,7 +4,8 @@ GPT2Block: x + attn(ln_1(x)) and x + mlp(ln_2(x))."""
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block as HFGPT2Block
 
 from solutions.solution_09 import GPT2Block
-from tests.harness import SMALL_CONFIGS, check_module, torch_run
+from tests.parity import check_comparisons, module_comparison
+from tests.twins import SMALL_CONFIGS, cases, torch_run
 
 STEP = 8
 
@@ -44,7 +45,7 @@ class Half:
 HALVES = {"attention": Half("ln_1", "attn"), "MLP": Half("ln_2", "mlp")}
 
 
-def check_half(lesson, part: str):
+def half_comparisons(lesson, part: str):
     pre_norm_residual = lesson.get("pre_norm_residual")
     half = HALVES[part]
 
@@ -52,23 +53,22 @@ def check_half(lesson, part: str):
         def forward(self, t):
             return half.reference(self, t)
 
-    check_module(
-        lesson,
-        f"pre_norm_residual(x, {half.norm}, {half.sublayer})",
-        lambda case: GPT2Block(case.max),  # the reference solution's parts
-        lambda case: Reference(case.hf, layer_idx=0),
-        seed=8,
-        mistakes=half.mistakes,
-        configs=SMALL_CONFIGS,
-        forward=lambda block, x: pre_norm_residual(
-            x, getattr(block, half.norm), getattr(block, half.sublayer)
-        ),
-    )
+    return [
+        module_comparison(
+            lesson,
+            f"pre_norm_residual(x, {half.norm}, {half.sublayer})",
+            case,
+            GPT2Block(case.max),  # the reference solution's parts
+            Reference(case.hf, layer_idx=0),
+            seed=8,
+            mistakes=half.mistakes,
+            forward=lambda block, x: pre_norm_residual(
+                x, getattr(block, half.norm), getattr(block, half.sublayer)
+            ),
+        )
+        for case in cases(SMALL_CONFIGS)
+    ]
 
 
-def test_residual_around_attention(lesson):
-    check_half(lesson, "attention")
-
-
-def test_residual_around_mlp(lesson):
-    check_half(lesson, "MLP")
+def test_residual_around_attention_and_mlp(lesson):
+    check_comparisons(lesson, half_comparisons(lesson, "attention") + half_comparisons(lesson, "MLP"))

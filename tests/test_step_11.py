@@ -4,7 +4,9 @@ same weights: small configs and the full 124M model."""
 import torch
 from transformers import GPT2LMHeadModel
 
-from tests.harness import CONFIGS, SMALL_CONFIGS, check_module, construct, torch_run
+from tests.loading import construct
+from tests.parity import check_module
+from tests.twins import FULL_CONFIG, SMALL_CONFIGS, torch_run
 
 STEP = 11
 
@@ -18,7 +20,8 @@ def head_mistakes(hf, ids):
     }
 
 
-def check_head(lesson, configs):
+def test_lm_head_matches_huggingface(lesson):
+    """The two small configs and the full 124M model, compiled as one graph."""
     check_module(
         lesson,
         "MaxGPT2LMHeadModel",
@@ -27,13 +30,5 @@ def check_head(lesson, configs):
         seed=11,
         inputs="ids",
         mistakes=head_mistakes,
-        configs=configs,
+        configs=SMALL_CONFIGS | FULL_CONFIG,
     )
-
-
-def test_lm_head_small_configs(lesson):
-    check_head(lesson, SMALL_CONFIGS)
-
-
-def test_lm_head_full_gpt2_124m(lesson):
-    check_head(lesson, {"gpt2 (defaults)": CONFIGS["gpt2 (defaults)"]})

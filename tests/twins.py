@@ -1,0 +1,246 @@
+"""The references the checks compare with: HuggingFace (or torch) twins of
+the learner's modules, built from a config with seeded O(1)-scale weights,
+and the copying of those weights into the learner's module.
+
+Nothing here downloads: every model is built from a config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tests.loading import fail
+
+# Small configs catch hard-coded 768s and 12s: another width, head count,
+# an explicit n_inner and another epsilon. "gpt2" is the 124M default.
+CONFIGS = {
+    "gpt2 (defaults)": dict(),
+    "n_embd=64, n_head=4": dict(
+        n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128
+    ),
+    "n_embd=48, n_head=6, n_inner=80, eps=1e-3": dict(
+        n_embd=48, n_head=6, n_layer=2, vocab_size=777, n_positions=96,
+        n_inner=80, layer_norm_epsilon=1e-3,
+    ),
+}
+SMALL_CONFIGS = {k: v for k, v in CONFIGS.items() if k != "gpt2 (defaults)"}
+FULL_CONFIG = {"gpt2 (defaults)": CONFIGS["gpt2 (defaults)"]}
+
+
+def max_config(overrides: dict):
+    from solutions.solution_01 import GPT2Config
+
+    return GPT2Config(**overrides)
+
+
+def hf_config(overrides: dict):
+    import transformers
+
+    config = transformers.GPT2Config(
+        **overrides,
+        activation_function="gelu_new",
+        attn_pdrop=0.0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+    )
+    config._attn_implementation = "eager"
+    return config
+
+
+@dataclass
+class Case:
+    """One config of a check: its label and the same sizes for MAX and HuggingFace."""
+
+    label: str
+    overrides: dict
+
+    @property
+    def max(self):
+        return max_config(self.overrides)
+
+    @property
+    def hf(self):
+        return hf_config(self.overrides)
+
+
+def cases(configs: dict = CONFIGS) -> list[Case]:
+    return [Case(label, overrides) for label, overrides in configs.items()]
+
+
+def randomize_(module, seed: int):
+    """Give every parameter seeded values of O(1) scale, in place.
+
+    HuggingFace's own init (std 0.02, LayerNorm 1 and 0, biases 0) hides
+    real mistakes: a missing bias, exact GELU. Here LayerNorm weights are
+    1 + 0.5 N(0,1), biases 0.5 N(0,1), embeddings N(0,1), and projection
+    weights N(0,1)/sqrt(fan_in) so each layer's outputs stay O(1).
+    """
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal(shape):
+        return torch.randn(shape, generator=generator)
+
+    with torch.no_grad():
+        for owner in module.modules():
+            for name, p in owner.named_parameters(recurse=False):
+                if isinstance(owner, torch.nn.LayerNorm) and name == "weight":
+                    p.copy_(1 + 0.5 * normal(p.shape))
+                elif name == "bias":
+                    p.copy_(0.5 * normal(p.shape))
+                elif isinstance(owner, Conv1D):  # weight [in, out]
+                    p.copy_(normal(p.shape) / p.shape[0] ** 0.5)
+                elif isinstance(owner, torch.nn.Linear):  # weight [out, in]
+                    p.copy_(normal(p.shape) / p.shape[1] ** 0.5)
+                else:  # embeddings
+                    p.copy_(normal(p.shape))
+    return module.eval()
+
+
+def max_state_from_hf(module) -> dict[str, np.ndarray]:
+    """HuggingFace parameters as MAX wants them: Conv1D weights transposed to
+    [out, in], tied weights listed under both names, buffers left out."""
+    from transformers.pytorch_utils import Conv1D
+
+    conv1d = {name for name, m in module.named_modules() if isinstance(m, Conv1D)}
+    state = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        array = p.detach().numpy()
+        owner = name.rpartition(".")[0]
+        if owner in conv1d and name.endswith("weight"):
+            array = array.T
+        state[name] = np.ascontiguousarray(array, dtype=np.float32)
+    return state
+
+
+def _listing(names: list[str], most: int = 6) -> str:
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+def _plain_lists(module, path: str = "") -> list[str]:
+    """Attributes that are plain Python lists or tuples of modules: MAX does
+    not look inside them for parameters."""
+    from max.nn.module_v3 import Module
+
+    found = []
+    for name, value in vars(module).items():
+        if isinstance(value, (list, tuple)) and not isinstance(value, Module):
+            if any(isinstance(v, Module) for v in value):
+                found.append(path + name)
+        elif isinstance(value, Module):
+            found += _plain_lists(value, f"{path}{name}.")
+    return found
+
+
+def load_weights(module, state: dict[str, np.ndarray], what: str, reference: str = "HuggingFace") -> None:
+    """Copy state into the learner's module, checking names and shapes first
+    (MAX's load_state_dict does not check shapes)."""
+    ours = {name: tuple(int(d) for d in p.shape) for name, p in module.parameters}
+    missing = sorted(state.keys() - ours.keys())
+    extra = sorted(ours.keys() - state.keys())
+    problems = []
+    if missing:
+        problems.append(f"missing parameters: {_listing(missing)}")
+    if extra:
+        problems.append(f"parameters {reference} does not have: {_listing(extra)}")
+    for name in sorted(ours.keys() & state.keys()):
+        if ours[name] != state[name].shape:
+            hint = ""
+            if ours[name] == state[name].shape[::-1]:
+                hint = " (reversed: Linear(in_dim, out_dim) takes the input size first)"
+            problems.append(
+                f"{name} has shape {list(ours[name])}, expected {list(state[name].shape)}{hint}"
+            )
+    if not problems:
+        module.load_state_dict(state)
+        return
+    message = f"{what}: the parameters do not match {reference}'s.\n  " + "\n  ".join(problems)
+    lists = _plain_lists(module)
+    if missing and lists:
+        names = ", ".join(f"self.{name}" for name in lists)
+        message += (
+            f"\nLikely cause: {names} is a plain Python list, and MAX finds no parameters "
+            "in a list: use Sequential(*modules), which names them 0, 1, 2, ..."
+        )
+    elif any(n.endswith("bias") for n in extra):
+        message += "\nLikely cause: a layer has a bias it should not have: create it with bias=False."
+    else:
+        message += "\nUse the names and sizes from the # Hint lines (they match HuggingFace's)."
+    fail(message)
+
+
+def seeded_inputs(kind: str, shapes, *, width: int = 0, vocab: int = 0, seed: int = 0):
+    """Seeded test inputs: 'hidden' floats [b, s, width] or 'ids' in [0, vocab)."""
+    rng = np.random.default_rng(seed)
+    if kind == "hidden":
+        return [rng.standard_normal((b, s, width)).astype(np.float32) for b, s in shapes]
+    return [rng.integers(0, vocab, size=(b, s), dtype=np.int64) for b, s in shapes]
+
+
+def torch_run(reference, array: np.ndarray) -> np.ndarray:
+    """Run a HuggingFace/torch reference on a numpy input, without gradients."""
+    import torch
+
+    with torch.no_grad():
+        out = reference(torch.from_numpy(array))
+        if isinstance(out, tuple):
+            out = out[0]
+        if hasattr(out, "logits"):
+            out = out.logits
+        elif hasattr(out, "last_hidden_state"):
+            out = out.last_hidden_state
+        return out.double().numpy()
+
+
+# --------------------------------------------------------------------------
+# Whole models, for the generation lessons
+# --------------------------------------------------------------------------
+
+
+def lm_twins(case: Case, seed: int):
+    """A seeded HuggingFace GPT2LMHeadModel and the reference
+    MaxGPT2LMHeadModel holding the same weights (loaded here, not by the
+    lesson's loader). HuggingFace's generate() is set never to stop early."""
+    from transformers import GPT2LMHeadModel
+
+    from solutions.solution_11 import MaxGPT2LMHeadModel
+
+    hf = randomize_(GPT2LMHeadModel(case.hf), seed)
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    ours = MaxGPT2LMHeadModel(case.max)
+    load_weights(ours, max_state_from_hf(hf), "reference model")
+    return hf, ours
+
+
+def hf_generate(hf, prompt: np.ndarray, new_tokens: int, **options) -> np.ndarray:
+    """HuggingFace generate() on a numpy prompt (no padding), as numpy."""
+    import torch
+
+    with torch.no_grad():
+        return hf.generate(
+            torch.from_numpy(prompt),
+            attention_mask=torch.ones(prompt.shape, dtype=torch.long),
+            max_new_tokens=new_tokens,
+            **options,
+        ).numpy()
+
+
+class FixedLogits:
+    """A stand-in model whose logits are known: [batch, seq, vocab] per call,
+    the first rows and positions of the given array."""
+
+    def __init__(self, logits: np.ndarray, config=None):
+        self.logits = np.asarray(logits, dtype=np.float32)
+        self.config = config
+
+    def __call__(self, ids):
+        from max.experimental.tensor import Tensor
+
+        batch, seq = np.from_dlpack(ids).shape
+        return Tensor.from_dlpack(np.ascontiguousarray(self.logits[:batch, :seq]))

@@ -1,0 +1,1 @@
+"""Code the course's commands share (generate.py, bench.py, the checks): not a lesson."""
