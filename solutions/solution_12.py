@@ -111,7 +111,7 @@ def softmax_with_temperature(logits: np.ndarray, temperature: float) -> np.ndarr
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def _as_token_array(input_ids: Any, model: Callable) -> np.ndarray:
+def as_token_array(input_ids: Any, model: Callable) -> np.ndarray:
     """Check input_ids and return them as a [batch, seq] int64 array."""
     ids = np.asarray(input_ids)
     if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
@@ -147,7 +147,7 @@ def generate_next_token(
     Returns:
         [batch] int64 array of next token ids.
     """
-    ids = _as_token_array(input_ids, model)
+    ids = as_token_array(input_ids, model)
     logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
     next_logits = logits[:, -1, :]
     if not do_sample:
@@ -183,7 +183,7 @@ def generate_tokens(
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if do_sample and temperature <= 0:
         raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
-    ids = _as_token_array(input_ids, model)
+    ids = as_token_array(input_ids, model)
     rng = np.random.default_rng(seed)
     for _ in range(max_new_tokens):
         next_token = generate_next_token(model, ids, temperature, do_sample, rng=rng)

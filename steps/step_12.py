@@ -57,7 +57,7 @@ Tasks:
   3. generate_next_token: logits of the last position, argmax or sample
   4. generate_tokens: validate, make the rng, loop and concatenate
 
-compile_model and _as_token_array (input checks) are given; all imports
+compile_model and as_token_array (input checks) are given; all imports
 are given too.
 
 Run: pixi run s12
@@ -200,7 +200,7 @@ def softmax_with_temperature(logits: np.ndarray, temperature: float) -> np.ndarr
     return None
 
 
-def _as_token_array(input_ids: Any, model: Callable) -> np.ndarray:
+def as_token_array(input_ids: Any, model: Callable) -> np.ndarray:
     """Check input_ids and return them as a [batch, seq] int64 array."""
     # Given: input checks, not the lesson.
     ids = np.asarray(input_ids)
@@ -237,7 +237,7 @@ def generate_next_token(
     Returns:
         [batch] int64 array of next token ids.
     """
-    ids = _as_token_array(input_ids, model)
+    ids = as_token_array(input_ids, model)
 
     # TODO: Run the model and read its logits into numpy: [batch, seq, vocab_size]
     # Hint: logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
@@ -293,7 +293,7 @@ def generate_tokens(
     pass
 
     # TODO: Check the prompt and turn it into a [batch, seq] int64 array
-    # Hint: ids = _as_token_array(input_ids, model)
+    # Hint: ids = as_token_array(input_ids, model)
     ids = None
 
     # TODO: Make ONE random generator from the seed, for the whole loop

@@ -287,7 +287,44 @@ MORE_MISTAKES = [
              "        del state[key]\n")),
 ]
 
+LESSON_13_MISTAKES = [
+    mistake(13, "top-k-off-by-one", "top_k is off by one",
+            ("np.sort(logits, axis=-1)[..., -k, None]", "np.sort(logits, axis=-1)[..., -k - 1, None]")),
+    mistake(13, "top-k-ties-dropped", "ties at the cut are dropped",
+            ("    kth_largest = np.sort(logits, axis=-1)[..., -k, None]  # [batch, 1]\n"
+             "    return np.where(logits < kth_largest, -np.inf, logits)",
+             "    keep = np.zeros(logits.shape, dtype=bool)\n"
+             "    np.put_along_axis(keep, np.argsort(-logits, axis=-1, kind=\"stable\")[..., :k], True, axis=-1)\n"
+             "    return np.where(keep, logits, -np.inf)")),
+    mistake(13, "top-p-drops-the-crossing-token", "the token whose running sum crosses top_p is dropped",
+            ("drop_sorted = cumulative <= 1 - top_p", "drop_sorted = cumulative - sorted_probs < 1 - top_p")),
+    mistake(13, "top-p-sorted-descending", "the least likely tokens are kept",
+            ('order = np.argsort(logits, axis=-1, kind="stable")', 'order = np.argsort(-logits, axis=-1, kind="stable")')),
+    mistake(13, "top-p-running-sum-unsorted", "the running sum is taken in vocabulary order",
+            ('order = np.argsort(logits, axis=-1, kind="stable")',
+             "order = np.broadcast_to(np.arange(logits.shape[-1]), logits.shape)")),
+    mistake(13, "top-p-no-minimum", "always keep the most likely one",
+            ("    drop_sorted[..., -1] = False  # keep at least the most likely token\n", "")),
+    mistake(13, "top-p-before-temperature", "top-p is applied before the temperature",
+            ("scores = np.asarray(logits, dtype=np.float64) / temperature", "scores = np.asarray(logits, dtype=np.float64)"),
+            ("        scores = top_p_filter(scores, top_p)\n    return scores",
+             "        scores = top_p_filter(scores, top_p)\n    return scores / temperature")),
+    mistake(13, "warping-not-used-when-sampling", "top_k and top_p are not used",
+            ("softmax_with_temperature(warp_logits(next_logits, temperature, top_k, top_p), 1.0)",
+             "softmax_with_temperature(next_logits, temperature)")),
+    mistake(13, "finished-rows-not-padded", "a finished sequence goes on with real tokens",
+            ("            next_token = np.where(finished, eos_token_id, next_token)\n", "")),
+    mistake(13, "no-early-stop", "generation goes on after every sequence has produced eos_token_id",
+            ("        if finished.all():\n            break\n", "")),
+]
+
 MORE_CORRECT = [
+    correct(13, "top-k-with-partition",
+            ("np.sort(logits, axis=-1)[..., -k, None]", "-np.partition(-logits, k - 1, axis=-1)[..., k - 1, None]")),
+    correct(13, "top-p-sorted-descending",
+            ('order = np.argsort(logits, axis=-1, kind="stable")', 'order = np.argsort(-logits, axis=-1, kind="stable")'),
+            ("drop_sorted = cumulative <= 1 - top_p", "drop_sorted = cumulative - sorted_probs >= top_p"),
+            ("drop_sorted[..., -1] = False", "drop_sorted[..., 0] = False")),
     correct(10, "blocks-run-in-a-loop",
             ("        hidden_states = self.h(hidden_states)\n",
              "        for block in self.h:\n            hidden_states = block(hidden_states)\n")),
@@ -298,4 +335,4 @@ MORE_CORRECT = [
              "    return (cumulative < u).sum(axis=-1).astype(np.int64)")),
 ]
 
-VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES
+VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES + LESSON_13_MISTAKES

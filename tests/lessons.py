@@ -24,6 +24,7 @@ LESSONS = {
     10: "`GPT2Model`: embeddings, 12 blocks, final norm",
     11: "`MaxGPT2LMHeadModel`: the language-model head",
     12: "loading HuggingFace weights, temperature, sampling, generation",
+    13: "top-k and top-p (nucleus) sampling, stopping at end-of-text",
 }
 STEPS = sorted(LESSONS)
 

@@ -1,0 +1,245 @@
+"""
+Step 13: Top-k and top-p (nucleus) sampling
+
+Sampling from softmax(logits / T) (step 12) gives every one of the 50257
+tokens a chance. Most of them are absurd continuations, and although each
+is unlikely, together they are not: now and then a draw lands in that long
+tail, and one wrong token can derail the rest of the text. Every practical
+text generator therefore cuts the tail off before it samples.
+
+Top-k keeps the k most likely tokens of each row and sets every other logit
+to -inf, so softmax gives it probability exactly 0:
+
+    logits   [2.0, 1.0, 3.0, 0.5, 1.0]     top_k=3
+    kept     [2.0, 1.0, 3.0, -inf, 1.0]    the 3rd largest is 1.0; both 1.0s stay
+
+A logit equal to the k-th largest stays too (HuggingFace's rule), so with
+ties more than k tokens can stay. A top_k larger than the vocabulary keeps
+everything. Compare each logit with the k-th largest value:
+np.sort(logits, axis=-1)[..., -k] (np.sort sorts ascending).
+
+Top-p ("nucleus" sampling) adapts to the distribution instead: it keeps the
+smallest set of most likely tokens whose probabilities add up to at least
+top_p. When the model is sure, that is one or two tokens; when it is
+unsure, many. HuggingFace's rule, which this lesson follows exactly:
+  1. sort each row's logits ascending (np.argsort(logits, axis=-1), least
+     likely first) and take softmax of the sorted row;
+  2. running sum: np.cumsum(sorted_probs, axis=-1);
+  3. drop every token whose running sum is <= 1 - top_p. The least likely
+     tokens, together holding at most 1 - top_p of the probability, go; the
+     token that crosses the line stays;
+  4. the most likely token (the last in ascending order) always stays;
+  5. put the drop marks back into vocabulary order (np.put_along_axis with
+     the same order) and set the dropped logits to -inf.
+
+    probs    [0.5, 0.3, 0.15, 0.05]       top_p=0.8
+    sorted   [0.05, 0.15, 0.3, 0.5]       running sum [0.05, 0.2, 0.5, 1.0]
+    dropped  0.05 and 0.15 (sums 0.05 and 0.2 are <= 0.2); kept 0.5 and 0.3
+
+top_p=1.0 drops nothing. Use a stable sort (kind="stable"): equal logits
+then keep their index order. (HuggingFace sorts with torch.sort, whose
+order among equal logits is arbitrary; equal logits have equal
+probabilities, so the distribution is the same either way.)
+
+The order matters. HuggingFace applies temperature first, then top-k, then
+top-p. Top-k does not care about the temperature (dividing by T > 0 keeps
+the order of the logits), but top-p does: at T = 2 the distribution is
+flatter and more tokens are needed to reach top_p. warp_logits applies the
+three in that order; probabilities are softmax(warped logits) (step 12's
+softmax_with_temperature with T = 1.0; exp(-inf) is 0).
+
+End of text. GPT-2 marks the end of a document with the token
+<|endoftext|> (id 50256). generate_tokens stops a sequence there: once a
+sequence has produced eos_token_id it is finished, and it gets
+eos_token_id as padding while the other sequences of the batch go on;
+generation stops early when every sequence is finished. HuggingFace's
+generate() does exactly this with pad_token_id = eos_token_id.
+
+Shapes: logits [batch, vocab_size] in, the same shape out (float64, -inf
+where dropped). generate_tokens returns [batch, prompt + n] with
+n <= max_new_tokens.
+
+Tasks:
+  1. Import what your code uses (the first TODO)
+  2. top_k_filter: the k-th largest of each row, -inf below it
+  3. top_p_filter: HuggingFace's rule above
+  4. warp_logits: temperature, then top-k, then top-p
+  5. generate_next_token: sample from softmax(warp_logits(...))
+  6. generate_tokens: the loop of step 12, with the end-of-text stop
+
+Run: pixi run s13
+"""
+
+from typing import Any
+
+import numpy as np
+
+# TODO: Import what your code below uses (the lines above are given)
+# Hint: from max.experimental.tensor import Tensor
+# Hint: from solutions.solution_12 import as_token_array, softmax_with_temperature
+
+
+def top_k_filter(logits: np.ndarray, top_k: int) -> np.ndarray:
+    """Keep the top_k largest logits of each row, and any tied with the k-th; -inf elsewhere."""
+    # TODO: Refuse a top_k below 1
+    # Hint: if top_k < 1:
+    # Hint:     raise ValueError(f"top_k must be at least 1, got {top_k}")
+    pass
+
+    # TODO: Work on float64 logits
+    # Hint: logits = np.asarray(logits, dtype=np.float64)
+    logits = None
+
+    # TODO: A top_k larger than the vocabulary keeps every token
+    # Hint: k = min(top_k, logits.shape[-1])
+    k = None
+
+    # TODO: The k-th largest logit of each row, as a column: [batch, 1]
+    # Hint: kth_largest = np.sort(logits, axis=-1)[..., -k, None]
+    kth_largest = None
+
+    # TODO: Set every logit below it to -inf
+    # Hint: return np.where(logits < kth_largest, -np.inf, logits)
+    return None
+
+
+def top_p_filter(logits: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the most likely tokens until their probabilities add up to top_p; -inf elsewhere."""
+    # TODO: Refuse a top_p outside (0, 1]
+    # Hint: if not 0 < top_p <= 1:
+    # Hint:     raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    pass
+
+    # TODO: Work on float64 logits
+    # Hint: logits = np.asarray(logits, dtype=np.float64)
+    logits = None
+
+    # TODO: Sort each row ascending (least likely first), keeping equal logits in index order
+    # Hint: order = np.argsort(logits, axis=-1, kind="stable")
+    order = None
+
+    # TODO: Probabilities of the sorted logits, and their running sum
+    # Hint: sorted_probs = softmax_with_temperature(np.take_along_axis(logits, order, axis=-1), 1.0)
+    # Hint: cumulative = np.cumsum(sorted_probs, axis=-1)
+    sorted_probs = None
+    cumulative = None
+
+    # TODO: Drop the tokens whose running sum is <= 1 - top_p, but never the most likely one
+    # Hint: drop_sorted = cumulative <= 1 - top_p
+    # Hint: drop_sorted[..., -1] = False
+    drop_sorted = None
+
+    # TODO: Put the drop marks back into vocabulary order
+    # Hint: drop = np.empty_like(drop_sorted)
+    # Hint: np.put_along_axis(drop, order, drop_sorted, axis=-1)
+    drop = None
+
+    # TODO: Set the dropped logits to -inf
+    # Hint: return np.where(drop, -np.inf, logits)
+    return None
+
+
+def warp_logits(
+    logits: np.ndarray,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> np.ndarray:
+    """Temperature, then top-k, then top-p, as HuggingFace applies them."""
+    # TODO: Refuse a temperature that is not > 0 (`not temperature > 0` also catches NaN)
+    # Hint: if not temperature > 0:
+    # Hint:     raise ValueError(f"temperature must be > 0, got {temperature}")
+    pass
+
+    # TODO: Temperature first
+    # Hint: scores = np.asarray(logits, dtype=np.float64) / temperature
+    scores = None
+
+    # TODO: Then top-k, then top-p, each only when it is set
+    # Hint: if top_k is not None:
+    # Hint:     scores = top_k_filter(scores, top_k)
+    # Hint: if top_p is not None:
+    # Hint:     scores = top_p_filter(scores, top_p)
+    pass
+
+    # TODO: Return the warped logits
+    # Hint: return scores
+    return None
+
+
+def generate_next_token(
+    model,
+    input_ids: Any,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    *,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Choose the next token of each sequence: argmax, or a draw from the warped distribution."""
+    # TODO: As in step 12: check the ids, run the model, keep the last position's logits
+    # Hint: ids = as_token_array(input_ids, model)
+    # Hint: logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
+    # Hint: next_logits = logits[:, -1, :]
+    next_logits = None
+
+    # TODO: Greedy decoding ignores temperature, top_k and top_p
+    # Hint: if not do_sample:
+    # Hint:     return np.argmax(next_logits, axis=-1).astype(np.int64)
+    pass
+
+    # TODO: Probabilities of the warped logits (the temperature is already applied: use 1.0)
+    # Hint: probs = softmax_with_temperature(warp_logits(next_logits, temperature, top_k, top_p), 1.0)
+    probs = None
+
+    # TODO: Draw one token per row, with the given generator or a fresh one
+    # Hint: rng = rng if rng is not None else np.random.default_rng()
+    # Hint: return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)
+    return None
+
+
+def generate_tokens(
+    model,
+    input_ids: Any,
+    max_new_tokens: int = 10,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    *,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | None = None,
+    seed: int | None = None,
+) -> np.ndarray:
+    """Extend input_ids by up to max_new_tokens tokens, stopping sequences at eos_token_id.
+
+    Returns:
+        [batch, seq + n] int64 array, n <= max_new_tokens.
+    """
+    # Given: the checks of step 12, and of the sampling settings before any model call.
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if do_sample:
+        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # check the settings first
+
+    # TODO: The prompt as ids, ONE generator, and no sequence finished yet
+    # Hint: ids = as_token_array(input_ids, model)
+    # Hint: rng = np.random.default_rng(seed)
+    # Hint: finished = np.zeros(len(ids), dtype=bool)
+    ids = None
+
+    # TODO: Loop: choose the next tokens; finished sequences get eos_token_id as padding;
+    # TODO: append; stop when every sequence is finished
+    # Hint: for _ in range(max_new_tokens):
+    # Hint:     next_token = generate_next_token(model, ids, temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
+    # Hint:     if eos_token_id is not None:
+    # Hint:         next_token = np.where(finished, eos_token_id, next_token)
+    # Hint:         finished |= next_token == eos_token_id
+    # Hint:     ids = np.concatenate([ids, next_token[:, None]], axis=1)
+    # Hint:     if finished.all():
+    # Hint:         break
+    pass
+
+    # TODO: Return the prompt followed by the new tokens
+    # Hint: return ids
+    return None

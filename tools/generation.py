@@ -1,0 +1,210 @@
+"""Writing text with a compiled GPT-2, one token at a time: the decoding
+loop of generate.py, kept free of argparse so other commands can reuse it.
+
+    settings = Sampling(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)
+    problem = settings.problem()                       # None, or what is wrong
+    choose = token_chooser(settings, np.random.default_rng(seed), code)
+    for token in stream_tokens(FullSequence(compiled), prompt_ids, 30, choose, eos_ids):
+        print(decoder.push(token), end="", flush=True)
+
+The model call sits behind two methods, prefill(prompt) and decode(token),
+each returning the next position's logits. FullSequence does what lessons
+12 and 13 do: it runs the compiled model over the whole sequence every
+time. A KV-cache model (lesson 14) is another class with the same two
+methods, processing the prompt once and then one token per call;
+stream_tokens does not change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each next token is chosen, with HuggingFace generate()'s names.
+
+    top_k / top_p of None switch that filter off."""
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def problem(self) -> str | None:
+        """What is wrong with these settings (one line), or None."""
+        if self.do_sample and not (math.isfinite(self.temperature) and self.temperature > 0):
+            return f"--temperature must be a number > 0 when sampling, got {self.temperature} (or use --greedy)"
+        if self.top_k is not None and self.top_k < 1:
+            return f"--top-k must be at least 1, got {self.top_k}"
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            return f"--top-p must be in (0, 1], got {self.top_p}"
+        return None
+
+
+def context_problem(prompt_tokens: int, max_new_tokens: int, n_positions: int, model: str = "the model") -> str | None:
+    """Why prompt + new tokens do not fit the model's context, or None."""
+    if prompt_tokens + max_new_tokens <= n_positions:
+        return None
+    room = n_positions - prompt_tokens
+    advice = (
+        f"shorten the prompt or ask for at most {room} new tokens"
+        if room > 0
+        else f"shorten the prompt to fewer than {n_positions} tokens"
+    )
+    return (
+        f"the prompt is {prompt_tokens} tokens and --max-new-tokens is {max_new_tokens}: "
+        f"{prompt_tokens + max_new_tokens} in all, but {model} reads at most {n_positions} "
+        f"(n_positions): {advice}"
+    )
+
+
+@dataclass(frozen=True)
+class LessonCode:
+    """The lesson functions the loop uses: the reference solutions' or the learner's."""
+
+    load_hf_weights: Callable
+    compile_model: Callable
+    softmax_with_temperature: Callable
+    warp_logits: Callable
+
+
+def reference_code() -> LessonCode:
+    """The functions of solutions/solution_12.py and solution_13.py."""
+    from solutions import solution_12, solution_13
+
+    return LessonCode(
+        solution_12.load_hf_weights,
+        solution_12.compile_model,
+        solution_12.softmax_with_temperature,
+        solution_13.warp_logits,
+    )
+
+
+def token_chooser(settings: Sampling, rng: np.random.Generator, code: LessonCode) -> Callable[[np.ndarray], int]:
+    """A function from one row of logits [vocab] to the next token id.
+
+    Greedy: the argmax. Sampling: warp_logits (temperature, then top-k, then
+    top-p, HuggingFace's order), softmax, and one draw from rng, exactly as
+    solution_13.generate_next_token draws for a batch of one. Pass ONE rng
+    for the whole run: the same seed then gives the same tokens.
+    """
+    if not settings.do_sample:
+        return lambda logits: int(np.argmax(logits))
+
+    def choose(logits: np.ndarray) -> int:
+        scores = code.warp_logits(logits[None, :], settings.temperature, settings.top_k, settings.top_p)
+        probs = code.softmax_with_temperature(scores, 1.0)[0]
+        return int(rng.choice(len(probs), p=probs))
+
+    return choose
+
+
+class NextTokenLogits(Protocol):
+    """A model as the decoding loop sees it."""
+
+    def prefill(self, prompt_ids: np.ndarray) -> np.ndarray:
+        """Take the prompt, [seq] int64; return the logits for the next token, [vocab]."""
+
+    def decode(self, token: int) -> np.ndarray:
+        """Append one token; return the logits for the one after it, [vocab]."""
+
+
+class FullSequence:
+    """Lessons 12 and 13: every call runs the compiled model over all the
+    tokens so far (no cache). compiled maps [1, seq] int64 ids to logits
+    whose last position is the next token's ([1, 1, vocab] from
+    compile_model, or [1, seq, vocab])."""
+
+    def __init__(self, compiled: Callable, device=None):
+        self.compiled = compiled
+        self.device = device  # None or CPU: numpy in and out directly
+        self.ids = np.zeros(0, dtype=np.int64)
+
+    def prefill(self, prompt_ids: np.ndarray) -> np.ndarray:
+        self.ids = np.asarray(prompt_ids, dtype=np.int64).reshape(-1).copy()
+        return self._run()
+
+    def decode(self, token: int) -> np.ndarray:
+        self.ids = np.append(self.ids, np.int64(token))
+        return self._run()
+
+    def _run(self) -> np.ndarray:
+        from max.experimental.tensor import Tensor
+
+        ids = np.ascontiguousarray(self.ids[None, :])
+        if self.device is None or self.device.label == "cpu":
+            logits = np.from_dlpack(self.compiled(Tensor.from_dlpack(ids)))
+        else:  # move through the driver: no graph is built per call
+            from max.driver import CPU
+            from max.driver import Tensor as DriverTensor
+
+            on_device = Tensor.from_dlpack(DriverTensor.from_numpy(ids).to(self.device))
+            logits = np.from_dlpack(self.compiled(on_device).driver_tensor.to(CPU()))
+        return np.array(logits[0, -1], dtype=np.float32)
+
+
+def stream_tokens(
+    model: NextTokenLogits,
+    prompt_ids: Sequence[int] | np.ndarray,
+    max_new_tokens: int,
+    choose: Callable[[np.ndarray], int],
+    eos_token_ids: Sequence[int] = (),
+) -> Iterator[int]:
+    """Yield up to max_new_tokens new token ids, one at a time, as they are chosen.
+
+    Stops after an end-of-text token (which is yielded, as HuggingFace's
+    generate() keeps it). The model is asked for logits only when another
+    token is to come.
+    """
+    eos = set(int(t) for t in eos_token_ids)
+    if max_new_tokens < 1:
+        return
+    logits = model.prefill(np.asarray(prompt_ids, dtype=np.int64))
+    for produced in range(1, max_new_tokens + 1):
+        token = choose(logits)
+        yield token
+        if token in eos or produced == max_new_tokens:
+            return
+        logits = model.decode(token)
+
+
+class IncrementalDecoder:
+    """Text of a growing token list, handed out piece by piece.
+
+    Each push decodes ALL new tokens so far and returns only the text not
+    handed out yet. While the text ends in U+FFFD, a multi-byte character is
+    still incomplete (its bytes are split over tokens), so it waits. flush()
+    returns whatever is left. The pieces always add up to text().
+    """
+
+    def __init__(self, tokenizer: Any, skip_special_tokens: bool = True):
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
+        self.tokens: list[int] = []
+        self.shown = ""
+
+    def text(self) -> str:
+        return self.tokenizer.decode(
+            self.tokens, skip_special_tokens=self.skip_special_tokens, clean_up_tokenization_spaces=False
+        )
+
+    def push(self, token: int) -> str:
+        self.tokens.append(int(token))
+        text = self.text()
+        if text.endswith("\ufffd") or not text.startswith(self.shown):
+            return ""
+        piece, self.shown = text[len(self.shown):], text
+        return piece
+
+    def flush(self) -> str:
+        text = self.text()
+        if not text.startswith(self.shown):  # never seen with byte-level BPE
+            return ""
+        piece, self.shown = text[len(self.shown):], text
+        return piece

@@ -1,0 +1,173 @@
+"""generate.py --steps: the learner's own steps/step_12.py and step_13.py
+instead of the reference solutions, refused while a TODO is still open.
+
+The files are imported through the checks' own machinery (tests/loading.py:
+Lesson), and every function the lessons ask for is called once on small
+inputs (a stand-in model with fixed logits, a 1-layer model 8 wide), in
+task order: a placeholder left in place shows up in seconds, with the same
+"TODO still open in steps/step_NN.py: ..." message the checks give, before
+any checkpoint is loaded or compiled. These calls look for unfinished code,
+not for wrong numbers: `pixi run s12` / `pixi run s13` check those.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tools.generation import LessonCode
+
+CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+class StepsNotReady(Exception):
+    """The learner's steps cannot be used yet; the message is one line."""
+
+
+def _checker():
+    """tests.loading, imported without its side effect on this process's
+    environment (importing tests/ switches HuggingFace offline)."""
+    saved = dict(os.environ)
+    try:
+        from tests import loading
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return loading
+
+
+def one_line(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "the check failed without a message"
+    if lines[0].startswith("TODO still open"):
+        return lines[0]
+    return "; ".join(lines)
+
+
+class _FixedLogits:
+    """A stand-in model: the first rows and positions of fixed logits."""
+
+    config = None
+
+    def __init__(self, logits: np.ndarray):
+        self.logits = np.ascontiguousarray(logits, dtype=np.float32)
+
+    def __call__(self, ids):
+        from max.experimental.tensor import Tensor
+
+        batch, seq = np.from_dlpack(ids).shape
+        return Tensor.from_dlpack(np.ascontiguousarray(self.logits[:batch, :seq]))
+
+
+def _probabilities(lesson, loading, doing: str, probs, shape) -> None:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != shape or not np.all(probs >= 0) or not np.allclose(probs.sum(-1), 1.0):
+        loading.fail(
+            f"{lesson.shown}: {doing} does not return probabilities of shape {list(shape)} "
+            f"that add up to 1; run the step's check (pixi run s{lesson.step:02d}) to see why"
+        )
+
+
+def _new_tokens(lesson, loading, doing: str, tokens, prompt: np.ndarray, most: int) -> None:
+    tokens = np.asarray(tokens)
+    ok = tokens.ndim == 2 and tokens.shape[0] == 1 and prompt.shape[1] < tokens.shape[1] <= prompt.shape[1] + most
+    if not ok or not np.array_equal(tokens[:, : prompt.shape[1]], prompt):
+        loading.fail(
+            f"{lesson.shown}: {doing} returned shape {list(tokens.shape)}, not the prompt "
+            f"followed by new tokens; run the step's check (pixi run s{lesson.step:02d})"
+        )
+
+
+def _check_step_12(lesson, loading) -> None:
+    from solutions.solution_01 import GPT2Config
+    from solutions.solution_11 import MaxGPT2LMHeadModel
+
+    # Task 1: load_hf_weights, on a 1-layer model 8 wide with HuggingFace's layout.
+    load_hf_weights = lesson.get("load_hf_weights")
+    lesson.get("compile_model")
+    model = MaxGPT2LMHeadModel(GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2))
+    rng = np.random.default_rng(12)
+    ours = {name: rng.standard_normal([int(d) for d in p.shape]).astype(np.float32) for name, p in model.parameters}
+    state = {n: a.T.copy() if n.endswith(CONV1D_SUFFIXES) else a for n, a in ours.items()}
+    with lesson.learner_code("load_hf_weights(model, state_dict)"):
+        load_hf_weights(model, state)
+    loaded = dict(model.parameters)
+    for name in ("transformer.h.0.attn.c_attn.weight", "transformer.ln_f.bias"):
+        with lesson.learner_code(f"reading {name} after load_hf_weights"):
+            value = np.from_dlpack(loaded[name])
+        if not np.array_equal(value, ours[name]):
+            loading.fail(
+                f"{lesson.shown}: after load_hf_weights, {name} does not hold the weight given "
+                "(transposed for Conv1D); run its check (pixi run s12)"
+            )
+
+    # Task 2: softmax_with_temperature.
+    softmax = lesson.get("softmax_with_temperature")
+    logits = np.random.default_rng(2).normal(0, 2, (2, 5))
+    doing = "softmax_with_temperature(logits, 0.5)"
+    _probabilities(lesson, loading, doing, lesson.call(doing, softmax, logits, 0.5), (2, 5))
+
+    # Tasks 3 and 4: generate_next_token through generate_tokens, greedy and sampled.
+    generate_tokens = lesson.get("generate_tokens")
+    stand_in = _FixedLogits(np.random.default_rng(3).normal(0, 1, (1, 16, 11)))
+    prompt = np.array([[1, 2, 3]], dtype=np.int64)
+    for do_sample in (False, True):
+        doing = f"generate_tokens(model, prompt, 3, 1.0, do_sample={do_sample}, seed=0)"
+        tokens = lesson.call(doing, generate_tokens, stand_in, prompt, 3, 1.0, do_sample, seed=0)
+        _new_tokens(lesson, loading, doing, tokens, prompt, 3)
+
+
+def _check_step_13(lesson, loading) -> None:
+    logits = np.random.default_rng(13).normal(0, 2, (2, 7))
+    for name, args in (("top_k_filter", (3,)), ("top_p_filter", (0.9,)), ("warp_logits", (0.7, 3, 0.9))):
+        f = lesson.get(name)
+        doing = f"{name}(logits, {', '.join(map(str, args))})"
+        warped = np.asarray(lesson.call(doing, f, logits, *args), dtype=np.float64)
+        if warped.shape != logits.shape:
+            loading.fail(f"{lesson.shown}: {doing} returned shape {list(warped.shape)}, not {list(logits.shape)}")
+    generate_tokens = lesson.get("generate_tokens")
+    stand_in = _FixedLogits(np.random.default_rng(4).normal(0, 1, (1, 16, 11)))
+    prompt = np.array([[1, 2, 3]], dtype=np.int64)
+    for do_sample in (False, True):
+        doing = f"generate_tokens(model, prompt, 3, 0.8, do_sample={do_sample}, top_k=5, top_p=0.9, eos_token_id=10, seed=0)"
+        tokens = lesson.call(
+            doing, generate_tokens, stand_in, prompt, 3, 0.8, do_sample, top_k=5, top_p=0.9, eos_token_id=10, seed=0
+        )
+        _new_tokens(lesson, loading, doing, tokens, prompt, 3)
+
+
+def learner_code(steps_dir: Path) -> LessonCode:
+    """load_hf_weights, compile_model and softmax_with_temperature from
+    steps_dir/step_12.py, warp_logits from step_13.py, once every function
+    of both lessons runs. Raises StepsNotReady with a one-line message."""
+    loading = _checker()
+    code = {}
+    for step, check in ((12, _check_step_12), (13, _check_step_13)):
+        lesson = loading.Lesson(step, Path(steps_dir) / f"step_{step}.py")
+        if not lesson.path.is_file():
+            raise StepsNotReady(
+                f"{lesson.shown} does not exist: --steps uses your steps/step_12.py and step_13.py"
+            )
+        try:
+            check(lesson, loading)
+        except loading.LessonFailure as failure:
+            raise StepsNotReady(one_line(str(failure))) from None
+        code[step] = lesson
+    step_12, step_13 = code[12], code[13]
+
+    def load_hf_weights(model, state_dict):
+        try:
+            with step_12.learner_code("load_hf_weights(model, state_dict)"):
+                step_12.get("load_hf_weights")(model, state_dict)
+        except loading.LessonFailure as failure:
+            raise StepsNotReady(one_line(str(failure))) from None
+
+    return LessonCode(
+        load_hf_weights=load_hf_weights,
+        compile_model=step_12.get("compile_model"),
+        softmax_with_temperature=step_12.get("softmax_with_temperature"),
+        warp_logits=step_13.get("warp_logits"),
+    )
