@@ -1,120 +1,381 @@
-"""Generate text with the GPT-2 built in this course, and compare it with HuggingFace.
+"""Generate text with the GPT-2 built in this course, on MAX, token by token.
 
-    python generate.py --prompt "The meaning of life is" --max-new-tokens 30
-    python generate.py --greedy --compare          # token for token against HuggingFace
-    python generate.py --model-dir DIR              # a GPT-2 saved with save_pretrained
-    python generate.py --steps                      # use YOUR steps/step_12.py
+examples:
+  python generate.py --prompt "The meaning of life is"          # gpt2 from the hub (cached after the first run)
+  python generate.py --model ./my-gpt2 --greedy --compare       # a saved model, checked against HuggingFace
+  echo "Once upon a time" | python generate.py --prompt - --seed 7 --top-p 0.9
+  python generate.py --steps                                    # YOUR steps/step_12.py and step_13.py
+  python generate.py --json --greedy --max-new-tokens 20        # one JSON line for scripts
 
-Without --model-dir the real GPT-2 weights and tokenizer ("gpt2") come from
-the HuggingFace hub: that needs a network connection the first time, and
-HuggingFace caches them afterwards.
+The text streams to stdout as it is written, after the prompt; progress,
+timings and errors go to stderr. Context limit: the prompt's tokens plus
+--max-new-tokens must fit the model's n_positions (1024 for GPT-2); a
+longer request is refused before the model is loaded. Generation stops at
+the end-of-text token (eos_token_id from generation_config.json,
+config.json or the tokenizer) unless --ignore-eos.
+
+Exit codes: 0 done; 1 --compare found a difference; 2 bad input (one line
+starting with "error: " on stderr); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib.util
+import contextlib
+import json
+import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.checkpoint import CheckpointError  # noqa: E402  (light: no transformers yet)
+from tools.generation import Sampling, context_problem  # noqa: E402
+
+DEFAULT_PROMPT = "The meaning of life is"
+COMPILE_LABEL = "compiling the model (the first run takes about a minute; later runs reuse MAX's cache)"
 
 
-def generation_functions(use_steps: bool):
-    """load_hf_weights, compile_model and generate_tokens: the reference
-    solution's, or the learner's own steps/step_12.py."""
-    if not use_steps:
-        from solutions import solution_12 as module
-    else:
-        spec = importlib.util.spec_from_file_location("step_12", REPO / "steps" / "step_12.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module.load_hf_weights, module.compile_model, module.generate_tokens
+class BadInput(Exception):
+    """Input generate.py refuses; the message is one line."""
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompt", default="The meaning of life is")
-    parser.add_argument("--max-new-tokens", type=int, default=30)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
-    parser.add_argument("--greedy", action="store_true", help="take the most likely token (no sampling)")
-    parser.add_argument("--compare", action="store_true", help="with --greedy: also run HuggingFace generate()")
-    parser.add_argument("--model-dir", default=None, help="a folder written by save_pretrained (model and tokenizer)")
-    parser.add_argument("--steps", action="store_true", help="use your steps/step_12.py instead of the solution")
-    args = parser.parse_args(argv)
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise BadInput(f"{message} (python generate.py --help lists the options)")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default, unless its help already names it."""
+
+    def _get_help_string(self, action):
+        if "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="generate.py", description=__doc__, formatter_class=HelpFormatter)
+    where = p.add_argument_group("model")
+    where.add_argument(
+        "--model", "--model-dir", dest="model", default="gpt2", metavar="NAME",
+        help="a HuggingFace hub id (loaded through transformers and its cache; downloaded once, "
+        "unless HF_HUB_OFFLINE=1) or a folder written by save_pretrained (model and tokenizer)",
+    )
+    where.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                       help="where MAX runs the model; gpu needs one that MAX sees")
+    where.add_argument("--steps", action="store_true",
+                       help="use YOUR steps/step_12.py and steps/step_13.py instead of the solutions "
+                       "(refused while a TODO is open) (default: off)")
+    where.add_argument("--steps-dir", type=Path, default=None, metavar="DIR",
+                       help="for maintainers and tests: read step_12.py and step_13.py from DIR "
+                       "(implies --steps) (default: steps/)")
+
+    text = p.add_argument_group("prompt")
+    source = text.add_mutually_exclusive_group()
+    source.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
+                        help="the text to continue; - reads it from stdin (UTF-8)")
+    source.add_argument("--prompt-file", type=Path, default=None, metavar="PATH",
+                        help="read the prompt from a UTF-8 file; from a file or stdin, one final newline is "
+                        "dropped (default: use --prompt)")
+
+    how = p.add_argument_group("generation (HuggingFace generate()'s names and defaults)")
+    how.add_argument("--max-new-tokens", type=int, default=30, metavar="N",
+                     help="at most this many new tokens; prompt tokens + N <= n_positions (1024 for GPT-2)")
+    mode = how.add_mutually_exclusive_group()
+    mode.add_argument("--do-sample", dest="do_sample", action="store_true", default=True,
+                      help="draw each token from the model's distribution (default: on)")
+    mode.add_argument("--greedy", dest="do_sample", action="store_false", default=argparse.SUPPRESS,
+                      help="take the most likely token each time (default: off)")
+    how.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                     help="when sampling: divide the logits by T (> 0): below 1 sharper, above 1 flatter")
+    how.add_argument("--top-k", type=int, default=50, metavar="K",
+                     help="when sampling: keep only the K most likely tokens (>= 1; a K as large as the "
+                     "vocabulary, 50257, keeps them all)")
+    how.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                     help="when sampling: keep the most likely tokens until their probability adds up to P "
+                     "(0 < P <= 1; 1 keeps them all)")
+    how.add_argument("--seed", type=int, default=None,
+                     help="seed of the one random generator, for reproducible sampling (>= 0) "
+                     "(default: a fresh one, printed at the end so the run can be repeated)")
+    how.add_argument("--ignore-eos", action="store_true",
+                     help="go on after the end-of-text token (default: stop there)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true",
+                     help="print only one JSON object on stdout (no streamed text): prompt_ids, "
+                     "generated_ids (new tokens only, with the end-of-text token when it stopped there), "
+                     "text (the new text only), finish_reason, compile_seconds, tokens_per_second, ... "
+                     "(default: off)")
+    out.add_argument("--compare", action="store_true",
+                     help="with --greedy: also run HuggingFace generate() on the same weights and say "
+                     "whether every new token is the same (exit 1 if not) (default: off)")
+    return p
+
+
+# --------------------------------------------------------------------------
+# Input checks that need no model
+# --------------------------------------------------------------------------
+
+
+def check_options(args) -> Sampling:
     if args.max_new_tokens < 1:
-        parser.error(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
-    if not args.greedy and args.temperature <= 0:
-        parser.error(f"--temperature must be > 0 when sampling, got {args.temperature} (or use --greedy)")
-    if args.compare and not args.greedy:
-        parser.error("--compare needs --greedy: sampled text is random on both sides")
-    if not args.prompt:
-        parser.error("--prompt must not be empty")
-    return args
+        raise BadInput(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    settings = Sampling(
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=None if args.top_p == 1.0 else args.top_p,
+    )
+    problem = Sampling(True, args.temperature if args.do_sample else 1.0, args.top_k, args.top_p).problem()
+    if problem:
+        raise BadInput(problem)
+    if args.seed is not None and args.seed < 0:
+        raise BadInput(f"--seed must be >= 0, got {args.seed}")
+    if args.compare and args.do_sample:
+        raise BadInput("--compare needs --greedy: sampled text is random on both sides")
+    return settings
+
+
+def _decode_utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadInput(
+            f"{where} is not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})"
+        ) from None
+
+
+def read_prompt(args, stdin=None) -> str:
+    if args.prompt_file is not None or args.prompt == "-":
+        if args.prompt_file is not None:
+            where = f"--prompt-file {args.prompt_file}"
+            try:
+                data = args.prompt_file.read_bytes()
+            except OSError as err:
+                raise BadInput(f"cannot read {where}: {err.strerror or err}") from None
+        else:
+            where = "the prompt on stdin"
+            data = (stdin or sys.stdin.buffer).read()
+        prompt = _decode_utf8(data, where)
+        prompt = prompt[:-2] if prompt.endswith("\r\n") else prompt.removesuffix("\n")
+    else:
+        prompt = args.prompt
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in argv arrive as lone surrogates
+            raise BadInput("the --prompt argument is not valid UTF-8") from None
+    if not prompt:
+        raise BadInput("the prompt is empty: give some text with --prompt, --prompt-file or on stdin")
+    return prompt
+
+
+def gpu_device():
+    from max.driver import Accelerator, accelerator_count
+
+    if accelerator_count() < 1:
+        raise BadInput("--device gpu: MAX sees no GPU on this machine (max.driver.accelerator_count() is 0); use --device cpu")
+    return Accelerator()
+
+
+# --------------------------------------------------------------------------
+# Progress on stderr
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress(label: str):
+    """'label ...' on stderr, then the seconds it took; on a terminal the
+    seconds count up while it runs. Yields a dict that gets 'seconds'."""
+    err = sys.stderr
+    start = time.perf_counter()
+    result = {}
+    err.write(f"{label} ...")
+    err.flush()
+    stop = threading.Event()
+    ticker = None
+    if err.isatty():
+        def tick():
+            while not stop.wait(1.0):
+                err.write(f"\r{label} ... {time.perf_counter() - start:.0f} s")
+                err.flush()
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+    ok = False
+    try:
+        yield result
+        ok = True
+    finally:
+        stop.set()
+        if ticker is not None:
+            ticker.join()
+        result["seconds"] = seconds = time.perf_counter() - start
+        end = f"done in {seconds:.1f} s" if ok else "stopped"
+        err.write(f"\r{label} ... {end}\n" if ticker else f" {end}\n")
+        err.flush()
+
+
+# --------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------
+
+
+def run(argv, stdout, stdin=None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = check_options(args)
+    prompt = read_prompt(args, stdin)
+    device = gpu_device() if args.device == "gpu" else None
+
+    # The checkpoint, as far as it can be checked without its weights.
+    from tools import checkpoint as ckpt
+
+    found = ckpt.locate(args.model)
+    import numpy as np
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    config = ckpt.load_hf_config(found)
+    tokenizer = ckpt.load_tokenizer(found)
+    prompt_ids = [int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    if not prompt_ids:
+        raise BadInput("the prompt gives no tokens")
+    problem = context_problem(len(prompt_ids), args.max_new_tokens, config.n_positions, args.model)
+    if problem:
+        raise BadInput(problem)
+    if max(prompt_ids) >= config.vocab_size:
+        raise BadInput(
+            f"the tokenizer of {args.model} gives token id {max(prompt_ids)}, "
+            f"but the model knows only {config.vocab_size} tokens"
+        )
+    eos = () if args.ignore_eos else ckpt.eos_token_ids(found, config, tokenizer)
+
+    # The lesson code: the learner's (checked for open TODOs first) or the solutions'.
+    from tools.generation import FullSequence, IncrementalDecoder, reference_code, stream_tokens, token_chooser
+
+    if args.steps or args.steps_dir is not None:
+        from tools.steps import StepsNotReady, learner_code
+
+        try:
+            code = learner_code(args.steps_dir or REPO / "steps")
+        except StepsNotReady as err:
+            raise BadInput(str(err)) from None
+    else:
+        code = reference_code()
+
+    with progress(f"loading {args.model}") as loaded:
+        hf_model = ckpt.load_hf_model(found)
+        model = ckpt.build_max_model(ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device)
+        if not args.compare:
+            del hf_model
+    with progress(COMPILE_LABEL) as compiled_in, ckpt.default_device_for(device):
+        compiled = code.compile_model(model)
+
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    choose = token_chooser(settings, np.random.default_rng(seed), code)  # ONE generator for the run
+    decoder = IncrementalDecoder(tokenizer)
+    show = (lambda piece: None) if args.json else (lambda piece: (stdout.write(piece), stdout.flush()))
+    show(prompt)
+    generated: list[int] = []
+    first_token = None
+    start = time.perf_counter()
+    with ckpt.default_device_for(device):
+        for token in stream_tokens(FullSequence(compiled, device), prompt_ids, args.max_new_tokens, choose, eos):
+            if first_token is None:
+                first_token = time.perf_counter() - start
+            generated.append(token)
+            show(decoder.push(token))
+    seconds = time.perf_counter() - start
+    show(decoder.flush() + "\n")
+    finish = "eos" if generated and generated[-1] in eos else "length"
+    speed = len(generated) / seconds if seconds > 0 else float("inf")
+
+    sys.stderr.write(
+        f"{len(generated)} new tokens in {seconds:.2f} s: {speed:.1f} tokens/s, first token after "
+        f"{first_token:.2f} s; loading {loaded['seconds']:.1f} s, compiling {compiled_in['seconds']:.1f} s"
+        + (f"; seed {seed}" if args.do_sample else "")
+        + ("; stopped at end-of-text" if finish == "eos" else "")
+        + "\n"
+    )
+
+    record = {
+        "model": args.model,
+        "prompt": prompt,
+        "prompt_ids": prompt_ids,
+        "generated_ids": generated,
+        "text": decoder.text(),
+        "finish_reason": finish,
+        "do_sample": args.do_sample,
+        "temperature": args.temperature if args.do_sample else None,
+        "top_k": args.top_k if args.do_sample else None,
+        "top_p": args.top_p if args.do_sample else None,
+        "seed": seed if args.do_sample else None,
+        "load_seconds": round(loaded["seconds"], 3),
+        "compile_seconds": round(compiled_in["seconds"], 3),
+        "time_to_first_token_seconds": round(first_token, 4),
+        "tokens_per_second": round(speed, 2),
+    }
+    status = 0
+    if args.compare:
+        expected = huggingface_greedy(hf_model, prompt_ids, args.max_new_tokens, eos)
+        same = expected == generated
+        record["huggingface_generated_ids"] = expected
+        record["identical_to_huggingface"] = same
+        if same:
+            message = f"identical to HuggingFace generate(): all {len(generated)} new tokens match"
+        else:
+            status = 1
+            at = next((i for i, (a, b) in enumerate(zip(generated, expected)) if a != b), min(len(generated), len(expected)))
+            message = (
+                f"DIFFERENT from HuggingFace generate() from new token {at + 1} "
+                f"(MAX made {len(generated)} tokens, HuggingFace {len(expected)}); HuggingFace wrote:\n"
+                + tokenizer.decode(expected, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            )
+        if not args.json:
+            stdout.write(message + "\n")
+    if args.json:
+        stdout.write(json.dumps(record) + "\n")
+    stdout.flush()
+    return status
+
+
+def huggingface_greedy(hf_model, prompt_ids: list[int], max_new_tokens: int, eos: tuple[int, ...]) -> list[int]:
+    """HuggingFace generate(), greedy, with the same end-of-text rule: the new token ids."""
+    import copy
+    import warnings
+
+    import torch
+
+    config = copy.deepcopy(hf_model.generation_config)
+    config.update(
+        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, max_length=None,
+        eos_token_id=list(eos) or None, pad_token_id=eos[0] if eos else 0,
+    )
+    prompt = torch.tensor([prompt_ids], dtype=torch.long)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config)
+    return [int(t) for t in out[0, len(prompt_ids):]]
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    import numpy as np
-    import torch
-    from transformers import GPT2LMHeadModel, GPT2TokenizerFast
-
-    from solutions.solution_01 import GPT2Config
-    from solutions.solution_11 import MaxGPT2LMHeadModel
-
-    source = args.model_dir or "gpt2"
     try:
-        hf = GPT2LMHeadModel.from_pretrained(source).eval()
-        tokenizer = GPT2TokenizerFast.from_pretrained(source)
-    except (OSError, ValueError) as err:
-        print(f"error: could not load GPT-2 from {source!r}: {err}", file=sys.stderr)
-        if args.model_dir is None:
-            print("Without a network connection, pass --model-dir with a saved GPT-2.", file=sys.stderr)
+        return run(argv, sys.stdout)
+    except (BadInput, CheckpointError) as err:
+        sys.stdout.flush()
+        print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. | head: the reader has gone
+        import os
 
-    load_hf_weights, compile_model, generate_tokens = generation_functions(args.steps)
-    names = [f.name for f in dataclasses.fields(GPT2Config)]
-    config = GPT2Config(**{name: getattr(hf.config, name) for name in names})
-    model = MaxGPT2LMHeadModel(config)
-    load_hf_weights(model, hf.state_dict())
-
-    start = time.perf_counter()
-    compiled = compile_model(model)
-    print(f"[compiled in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
-
-    prompt = tokenizer(args.prompt, return_tensors="np").input_ids.astype(np.int64)
-    if prompt.shape[1] + args.max_new_tokens > config.n_positions:
-        print(f"error: prompt + new tokens exceed n_positions={config.n_positions}", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    tokens = generate_tokens(
-        compiled, prompt, args.max_new_tokens, args.temperature, not args.greedy, seed=args.seed
-    )
-    seconds = time.perf_counter() - start
-    print(tokenizer.decode(tokens[0]))
-    print(f"[{args.max_new_tokens} tokens in {seconds:.2f} s]", file=sys.stderr)
-
-    if args.compare:
-        hf.generation_config.eos_token_id = None  # never stop early: compare every token
-        with torch.no_grad():
-            expected = hf.generate(
-                torch.from_numpy(prompt),
-                attention_mask=torch.ones(prompt.shape, dtype=torch.long),
-                do_sample=False,
-                max_new_tokens=args.max_new_tokens,
-                pad_token_id=tokenizer.eos_token_id,
-            ).numpy()
-        if np.array_equal(tokens, expected):
-            print(f"identical to HuggingFace generate(): all {args.max_new_tokens} new tokens match")
-        else:
-            first = int(np.argwhere(tokens[0] != expected[0])[0][0]) - prompt.shape[1] + 1
-            print(f"DIFFERENT from HuggingFace generate() from new token {first}:")
-            print(tokenizer.decode(expected[0]))
-            return 1
-    return 0
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ Solution for Step 02: Causal mask
 
 The causal mask stops each position from attending to positions after it.
 It is added to the attention scores before softmax: 0 where attention is
-allowed, -inf where it is not, so those positions get probability 0.
+allowed, -inf where it is not, so those positions get probability 0. Built
+from positions, it also works when num_tokens (the number of cached earlier
+tokens, step 14) is symbolic.
 """
 
 from max.driver import Device
@@ -33,7 +35,10 @@ def causal_mask(
         0 where query i may attend to key j (j <= i + num_tokens), -inf elsewhere.
     """
     total_length = Dim(sequence_length) + num_tokens
-    mask = Tensor.constant(float("-inf"), dtype=dtype, device=device)
-    mask = F.broadcast_to(mask, shape=(sequence_length, total_length))
-    # Zero the band on and below the shifted diagonal; keep -inf above it.
-    return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)
+    # Keys sit at positions 0 .. total-1; the new tokens (queries) are the last ones.
+    key_positions = Tensor.arange(total_length, dtype=DType.int64, device=device)  # [total]
+    query_positions = Tensor.arange(num_tokens, total_length, dtype=DType.int64, device=device)  # [seq]
+    future = F.unsqueeze(key_positions, 0) > F.unsqueeze(query_positions, 1)  # [seq, total]
+    blocked = Tensor.constant(float("-inf"), dtype=dtype, device=device)
+    allowed = Tensor.constant(0.0, dtype=dtype, device=device)
+    return F.where(future, blocked, allowed)

@@ -24,15 +24,28 @@ every row has at least one 0, so softmax never sees a row of only -inf
 Shapes: causal_mask(sequence_length, num_tokens) returns
 [sequence_length, sequence_length + num_tokens]. The rows are the queries
 (the new tokens); the columns are the keys. num_tokens is the number of
-earlier tokens every query may also see, for example tokens kept in a cache
-from previous calls. Query i may see key j when j <= i + num_tokens. In this
-course's attention num_tokens is always 0, which gives a square mask.
-For sequence_length=4, num_tokens=0:
+earlier tokens every query may also see: in steps 07 to 12 it is 0, which
+gives a square mask; in step 14 the earlier tokens' keys come from a cache,
+and num_tokens is how many there are. For sequence_length=4, num_tokens=0:
 
     [[  0, -inf, -inf, -inf],
      [  0,    0, -inf, -inf],
      [  0,    0,    0, -inf],
      [  0,    0,    0,    0]]
+
+Think in positions. The keys are the tokens at positions 0, 1, ...,
+num_tokens + sequence_length - 1; the queries are the new tokens, the last
+sequence_length of them, at positions num_tokens, ..., num_tokens +
+sequence_length - 1. A key is in the future of a query when its position
+is larger. For sequence_length=2, num_tokens=3:
+
+    key positions       0  1  2  3  4
+    query position 3: [ 0, 0, 0, 0, -inf]
+    query position 4: [ 0, 0, 0, 0,    0]
+
+Compare a row of key positions, shape [1, keys], with a column of query
+positions, shape [queries, 1]: broadcasting gives the whole [queries, keys]
+table of "is this key in the future?" at once.
 
 For the full context of 1024 tokens the mask is 1024 x 1024, of which
 524,800 entries are 0 (allowed). In step 07 this [seq, seq] mask is added to
@@ -40,28 +53,30 @@ scores of shape [batch, n_head, seq, seq] and broadcasts over batch and
 heads.
 
 MAX operations:
-- Tensor.constant(float("-inf"), dtype=..., device=...): a scalar tensor.
-- F.broadcast_to(x, shape=(rows, cols)): repeat it to the full shape.
-- F.band_part(x, num_lower, num_upper, exclude): for each entry (i, j),
-  the "band" is where i - j <= num_lower and j - i <= num_upper (None means
-  no limit). Normally band_part keeps the band and sets the rest to 0;
-  with exclude=True it sets the band to 0 and keeps the rest. With
-  num_lower=None and num_upper=num_tokens the band is exactly the allowed
-  entries, so they become 0 and the others stay -inf.
-- Dim(sequence_length) + num_tokens: the number of columns.
+- Dim(sequence_length) + num_tokens: the number of keys.
+- Tensor.arange(start, stop, dtype=..., device=...): start, start + 1, ...,
+  stop - 1 (Tensor.arange(stop, ...) starts at 0).
+- F.unsqueeze(x, axis): a new axis of size 1 at axis: [n] becomes [1, n]
+  (axis 0) or [n, 1] (axis 1).
+- a > b on tensors: elementwise comparison, a tensor of booleans; shapes
+  [1, n] and [m, 1] broadcast to [m, n].
+- Tensor.constant(value, dtype=..., device=...): a scalar tensor.
+- F.where(condition, x, y): x where condition is true, y elsewhere.
 - @F.functional lets causal_mask run both eagerly and inside a compiled
   graph, and returns a Tensor.
 
-Symbolic shapes: the test harness compiles the model once for ANY batch
-size and sequence length, so sequence_length may arrive as a symbolic Dim,
-not a Python int. Never call int() on it; pass it on as it is to Dim,
-F.broadcast_to and F.band_part, which all accept it.
+Symbolic shapes: the check compiles the model once for ANY batch size and
+sequence length, so sequence_length and num_tokens may arrive as symbolic
+Dims, not Python ints. Never call int() on them; pass them on as they are
+to Dim and Tensor.arange, which accept them. (F.band_part, which some
+tutorials use for this mask, takes only Python ints: it cannot build the
+mask for a cache whose length is symbolic, which step 14 needs.)
 
 Tasks:
 1. Import Dim (the first TODO).
-2. Compute the total number of key positions.
-3. Build a -inf constant and broadcast it to the mask shape.
-4. Use F.band_part to zero the allowed entries, and return the mask.
+2. Compute the number of keys.
+3. Build the key positions and the query positions with Tensor.arange.
+4. Compare them to find the future, and turn that into -inf and 0.
 
 Run: pixi run s02
 """
@@ -95,19 +110,25 @@ def causal_mask(
     Returns:
         0 where query i may attend to key j (j <= i + num_tokens), -inf elsewhere.
     """
-    # TODO: Compute the number of columns (earlier tokens + new tokens)
+    # TODO: Compute the number of keys (earlier tokens + new tokens)
     # Hint: total_length = Dim(sequence_length) + num_tokens
-    # Hint: Do not call int() on sequence_length: it may be symbolic
+    # Hint: Do not call int() on sequence_length or num_tokens: they may be symbolic
     total_length = None
 
-    # TODO: Create a scalar -inf constant with the given dtype and device
-    # Hint: mask = Tensor.constant(float("-inf"), dtype=dtype, device=device)
-    mask = None
+    # TODO: The position of every key: 0, 1, ..., total_length - 1
+    # Hint: key_positions = Tensor.arange(total_length, dtype=DType.int64, device=device)
+    key_positions = None
 
-    # TODO: Broadcast the constant to [sequence_length, total_length]
-    # Hint: mask = F.broadcast_to(mask, shape=(sequence_length, total_length))
-    pass
+    # TODO: The position of every query: the new tokens come after the num_tokens earlier ones
+    # Hint: query_positions = Tensor.arange(num_tokens, total_length, dtype=DType.int64, device=device)
+    query_positions = None
 
-    # TODO: Zero the band on and below the shifted diagonal; keep -inf above it
-    # Hint: return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)
+    # TODO: A key is in the future of a query when its position is larger: [sequence_length, total_length]
+    # Hint: future = F.unsqueeze(key_positions, 0) > F.unsqueeze(query_positions, 1)
+    future = None
+
+    # TODO: -inf for the future, 0 everywhere else
+    # Hint: blocked = Tensor.constant(float("-inf"), dtype=dtype, device=device)
+    # Hint: allowed = Tensor.constant(0.0, dtype=dtype, device=device)
+    # Hint: return F.where(future, blocked, allowed)
     return None

@@ -54,17 +54,22 @@ LAYER_NORM_BY_HAND = (
     "        return centered / F.sqrt(variance + self.eps) * self.weight + self.bias",
 )
 
-MASK_BY_COMPARISON = (
-    "    mask = Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)\n"
-    "    mask = F.broadcast_to(mask, shape=(sequence_length, total_length))\n"
-    "    # Zero the band on and below the shifted diagonal; keep -inf above it.\n"
-    "    return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)",
-    "    rows = Tensor.arange(sequence_length, dtype=DType.int64, device=device)\n"
-    "    cols = Tensor.arange(total_length, dtype=DType.int64, device=device)\n"
-    "    future = F.unsqueeze(cols, 0) > F.unsqueeze(rows, 1) + num_tokens\n"
+MASK_WITH_BAND_PART = (
+    "    key_positions = Tensor.arange(total_length, dtype=DType.int64, device=device)  # [total]\n"
+    "    query_positions = Tensor.arange(num_tokens, total_length, dtype=DType.int64, device=device)  # [seq]\n"
+    "    future = F.unsqueeze(key_positions, 0) > F.unsqueeze(query_positions, 1)  # [seq, total]\n"
     "    blocked = Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)\n"
     "    allowed = Tensor.constant(0.0, dtype=dtype, device=device)\n"
     "    return F.where(future, blocked, allowed)",
+    "    mask = Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)\n"
+    "    mask = F.broadcast_to(mask, shape=(sequence_length, total_length))\n"
+    "    return F.band_part(mask, num_lower=None, num_upper=num_tokens, exclude=True)",
+)
+
+MASK_WITH_WHERE_ON_DIFFERENCE = (
+    "    future = F.unsqueeze(key_positions, 0) > F.unsqueeze(query_positions, 1)  # [seq, total]",
+    "    steps_ahead = F.unsqueeze(key_positions, 0) - F.unsqueeze(query_positions, 1)\n"
+    "    future = steps_ahead > 0",
 )
 
 GELU_FROM_TANH = (
@@ -91,7 +96,7 @@ MERGE_WITH_PERMUTE = (
 
 CORRECT = [
     correct(3, "layer-norm-from-mean-and-variance", LAYER_NORM_BY_HAND),
-    correct(2, "mask-from-position-comparison", MASK_BY_COMPARISON),
+    correct(2, "mask-from-the-difference-of-positions", MASK_WITH_WHERE_ON_DIFFERENCE),
     correct(4, "gelu-written-out-from-tanh", GELU_FROM_TANH, IMPORT_MATH),
     correct(7, "heads-split-with-permute", HEADS_WITH_PERMUTE, MERGE_WITH_PERMUTE),
     correct(8, "residual-as-two-lines",
@@ -109,19 +114,22 @@ MISTAKES = [
     mistake(1, "vocab-50000", "vocab_size is 50000", ("vocab_size: int = 50257", "vocab_size: int = 50000")),
     # 02 causal mask
     mistake(2, "diagonal-masked", "the diagonal is masked",
-            MASK_BY_COMPARISON, ("> F.unsqueeze(rows, 1)", ">= F.unsqueeze(rows, 1)")),
-    mistake(2, "mask-flipped", "the mask is flipped", MASK_BY_COMPARISON, ("> F.unsqueeze(rows, 1) + num_tokens", "<= F.unsqueeze(rows, 1) + num_tokens")),
-    mistake(2, "band-part-without-exclude", "pass exclude=True", (", exclude=True)", ")")),
-    mistake(2, "float32-min-instead-of-minus-inf", "torch.finfo(torch.float32).min",
-            ("Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)",
-             "Tensor.constant(-3.4028234663852886e38, dtype=dtype, device=device)")),
+            ("F.unsqueeze(key_positions, 0) > F.unsqueeze", "F.unsqueeze(key_positions, 0) >= F.unsqueeze")),
+    mistake(2, "mask-flipped", "the mask is flipped",
+            ("F.unsqueeze(key_positions, 0) > F.unsqueeze", "F.unsqueeze(key_positions, 0) <= F.unsqueeze")),
     mistake(2, "num-tokens-ignored", "num_tokens is ignored",
-            MASK_BY_COMPARISON, ("F.unsqueeze(rows, 1) + num_tokens", "F.unsqueeze(rows, 1)")),
+            ("Tensor.arange(num_tokens, total_length, dtype", "Tensor.arange(sequence_length, dtype")),
     mistake(2, "minus-1e9-instead-of-minus-inf", "a large negative number (-1e+09) instead of -inf",
             ("Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)",
              "Tensor.constant(-1e9, dtype=dtype, device=device)")),
+    mistake(2, "float32-min-instead-of-minus-inf", "torch.finfo(torch.float32).min",
+            ("Tensor.constant(float(\"-inf\"), dtype=dtype, device=device)",
+             "Tensor.constant(-3.4028234663852886e38, dtype=dtype, device=device)")),
     mistake(2, "ones-instead-of-minus-inf", "0 (attend) and -inf",
-            MASK_BY_COMPARISON, ("blocked = Tensor.constant(float(\"-inf\")", "blocked = Tensor.constant(1.0")),
+            ("blocked = Tensor.constant(float(\"-inf\")", "blocked = Tensor.constant(1.0")),
+    mistake(2, "band-part-without-exclude", "exclude=True zeroes the band",
+            MASK_WITH_BAND_PART, (", exclude=True)", ")")),
+    mistake(2, "band-part-with-symbolic-num-tokens", "F.band_part takes only Python ints", MASK_WITH_BAND_PART),
     # 03 layer norm
     mistake(3, "bias-not-added", "the bias is not added",
             LAYER_NORM_BY_HAND, (" * self.weight + self.bias", " * self.weight")),

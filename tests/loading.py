@@ -183,6 +183,12 @@ class Lesson:
 
 
 def _hint_for(err: Exception) -> str | None:
+    if "SymbolicDim" in str(err) and "band_part" in "".join(traceback.format_tb(err.__traceback__)):
+        return (
+            "F.band_part takes only Python ints, and here num_tokens is symbolic (as in the KV "
+            "cache of step 14). Build the mask from positions instead: Tensor.arange for the keys "
+            "and the queries, compare them, and F.where (the # Hint lines show how)."
+        )
     if "softmax not supported on non-inner axis" in str(err):
         return (
             "MAX's softmax normalizes over the last axis only, which is the right "

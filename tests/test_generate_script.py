@@ -1,69 +1,362 @@
-"""generate.py end to end, offline: a small GPT-2 with random weights and a
-byte-level tokenizer, both written to a temporary folder with
-save_pretrained, generate greedily token for token like HuggingFace."""
+"""generate.py end to end, offline, in subprocesses: a small GPT-2 with
+seeded O(1) weights and a byte-level tokenizer (every byte one token, plus
+<|endoftext|>), written with save_pretrained to temporary folders.
+
+--steps runs on temporary folders of step files through generate.py's
+--steps-dir option: copying the whole repository for each case would be
+slow, and an option (unlike an environment variable) shows in the command
+line that a failing test prints."""
 
 import json
 import os
+import select
+import shutil
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from tests.lessons import REPO
+from tests.twins import FixedLogits, hf_config, randomize_
 from tools.offline import offline_env
-from tests.twins import hf_config, randomize_
+
+PROMPT = "Hello"
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def save_tokenizer(folder):
+    from transformers import GPT2TokenizerFast
+    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+    vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = len(vocab)  # 256
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")).save_pretrained(folder)
+    return vocab["<|endoftext|>"]
+
+
+def save_model(model, folder, eos):
+    model.config.eos_token_id = model.config.bos_token_id = eos
+    model.generation_config.eos_token_id = model.generation_config.bos_token_id = eos
+    model.save_pretrained(folder)
+
+
+def hf_greedy(folder, prompt_ids, new_tokens, eos):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(folder).eval()
+    prompt = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                          max_new_tokens=new_tokens, eos_token_id=eos, pad_token_id=0)
+    return out[0, len(prompt_ids):].tolist()
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from transformers import GPT2LMHeadModel, GPT2TokenizerFast
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+    from transformers import GPT2LMHeadModel
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
-    vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = GPT2TokenizerFast(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-    )
-    tokenizer.save_pretrained(folder)
-    config = hf_config(dict(n_embd=64, n_head=4, n_layer=2, vocab_size=300, n_positions=128))
-    randomize_(GPT2LMHeadModel(config), seed=30).save_pretrained(folder)
+    eos = save_tokenizer(folder)
+    config = hf_config(dict(n_embd=64, n_head=4, n_layer=2, vocab_size=257, n_positions=128))
+    save_model(randomize_(GPT2LMHeadModel(config), seed=30), folder, eos)
     return folder
 
 
-def run(*args):
-    env = offline_env()
-    return subprocess.run(
-        [sys.executable, str(REPO / "generate.py"), *args],
-        capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
-    )
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
-def test_greedy_generation_matches_huggingface(model_dir):
-    result = run("--model-dir", str(model_dir), "--prompt", "Hello", "--max-new-tokens", "24", "--greedy", "--compare")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "identical to HuggingFace generate(): all 24 new tokens match" in result.stdout
+@pytest.fixture(scope="module")
+def eos_dir(model_dir, tmp_path_factory):
+    """The same weights, with eos_token_id set to a token greedy decoding
+    writes (the first one from the third on that it has not written before)."""
+    from transformers import GPT2LMHeadModel
+
+    tokens = hf_greedy(model_dir, list(PROMPT.encode()), 12, eos=None)
+    stop = next(i for i in range(2, 12) if tokens[i] not in tokens[:i])
+    folder = tmp_path_factory.mktemp("tiny-gpt2-eos")
+    for name in TOKENIZER_FILES:
+        shutil.copy(model_dir / name, folder)
+    save_model(GPT2LMHeadModel.from_pretrained(model_dir), folder, eos=tokens[stop])
+    return folder, tokens, stop
+
+
+@pytest.fixture(scope="module")
+def bad_dirs(model_dir, tmp_path_factory):
+    """A folder without tokenizer files, a BERT checkpoint, GPT-2 weights with one missing and one extra."""
+    import safetensors.torch
+    import torch
+    from transformers import BertConfig, BertModel
+
+    root = tmp_path_factory.mktemp("bad")
+    (root / "no-tokenizer").mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        shutil.copy(model_dir / name, root / "no-tokenizer")
+    bert = root / "bert"
+    BertModel(BertConfig(vocab_size=257, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(bert)
+    for name in TOKENIZER_FILES:
+        shutil.copy(model_dir / name, bert)
+    holes = root / "weights-missing"
+    shutil.copytree(model_dir, holes)
+    weights = safetensors.torch.load_file(holes / "model.safetensors")
+    del weights["transformer.ln_f.bias"]
+    weights["transformer.h.7.mlp.c_fc.weight"] = torch.zeros(64, 256)
+    safetensors.torch.save_file(weights, holes / "model.safetensors", metadata={"format": "pt"})
+    (root / "latin1.txt").write_bytes("café".encode("latin-1"))
+    return root
+
+
+def run(*args, stdin=b"", env=None, timeout=600):
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(REPO / "generate.py"), *map(str, args)], input=stdin,
+                            capture_output=True, timeout=timeout, cwd=REPO, env=env or offline_env())
+    result.seconds = time.perf_counter() - start
+    result.out, result.err = result.stdout.decode(), result.stderr.decode()
+    return result
+
+
+def run_json(*args, **kwargs):
+    result = run(*args, "--json", **kwargs)
+    assert result.returncode == 0, result.err
+    return json.loads(result.out.splitlines()[-1])
+
+
+def assert_refused(result, *fragments, stage):
+    """Exit 2 and one "error: " line, the last on stderr, with no traceback.
+    stage "options" and "checkpoint": refused before anything is loaded, so
+    that line is all of stderr; "weights": after loading, before compiling."""
+    lines = result.err.splitlines()
+    assert result.returncode == 2, result.err
+    assert "Traceback" not in result.err and lines and lines[-1].startswith("error: "), result.err
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.err
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    if stage == "weights":
+        assert "loading" in result.err and "compiling" not in result.err, result.err
+    else:
+        assert len(lines) == 1, result.err
+    if stage == "options":  # no model library is even imported
+        assert result.seconds < 15, result.seconds
+
+
+# --- what it writes -------------------------------------------------------------
+
+
+def test_help_shows_every_option_its_default_and_the_context_limit():
+    result = run("--help")
+    assert result.returncode == 0, result.err
+    text = " ".join(result.out.split())
+    for option in ("--model", "--model-dir", "--prompt", "--prompt-file", "--max-new-tokens", "--do-sample",
+                   "--greedy", "--temperature", "--top-k", "--top-p", "--seed", "--device", "--steps",
+                   "--ignore-eos", "--json", "--compare"):
+        assert option in text
+    for default in ("(default: gpt2)", "(default: cpu)", "(default: 30)", "(default: 1.0)", "(default: 50)",
+                    "(default: The meaning of life is)", "(default: on)", "(default: off)"):
+        assert default in text
+    assert "n_positions (1024 for GPT-2)" in text
+    assert "no streamed text" in text  # --json's choice
+
+
+def test_greedy_json_matches_huggingface_generate(model_dir, tokenizer):
+    record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 24, "--greedy")
+    prompt_ids = tokenizer(PROMPT)["input_ids"]
+    expected = hf_greedy(model_dir, prompt_ids, 24, eos=tokenizer.eos_token_id)
+    assert record["prompt_ids"] == prompt_ids
+    assert record["generated_ids"] == expected
+    assert record["text"] == tokenizer.decode(expected, skip_special_tokens=True)
+    assert record["finish_reason"] in ("eos", "length")
+    assert record["compile_seconds"] >= 0 and record["tokens_per_second"] > 0
+
+
+def test_text_streams_token_by_token_and_compare_agrees(model_dir, tokenizer):
+    """Read stdout while generate.py runs: the text arrives in many pieces
+    before the process ends, and the pieces add up to prompt + text."""
+    command = [sys.executable, str(REPO / "generate.py"), "--model", str(model_dir), "--prompt", PROMPT,
+               "--max-new-tokens", "80", "--greedy", "--ignore-eos", "--compare"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=offline_env())
+    pieces, while_running = [], 0
+    try:
+        while True:
+            select.select([process.stdout], [], [], 600)
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            pieces.append(chunk)
+            while_running += process.poll() is None
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 0, stderr
+    finally:
+        process.kill()
+    expected = hf_greedy(model_dir, tokenizer(PROMPT)["input_ids"], 80, eos=None)
+    text = tokenizer.decode(expected, skip_special_tokens=True)
+    compare = "identical to HuggingFace generate(): all 80 new tokens match\n"
+    assert b"".join(pieces).decode() == PROMPT + text + "\n" + compare
+    assert while_running >= 3, f"stdout arrived in {len(pieces)} piece(s), {while_running} while running"
+    assert stderr.index("loading") < stderr.index("compiling") < stderr.index("tokens/s"), stderr
+
+
+def test_stops_at_end_of_text_unless_ignore_eos(eos_dir):
+    folder, greedy, stop = eos_dir
+    args = ("--model", folder, "--prompt", PROMPT, "--max-new-tokens", 12, "--greedy")
+    stopped = run_json(*args)
+    assert stopped["generated_ids"] == greedy[: stop + 1] and stopped["finish_reason"] == "eos"
+    went_on = run_json(*args, "--ignore-eos")
+    assert went_on["generated_ids"] == greedy and went_on["finish_reason"] == "length"
 
 
 def test_seeded_sampling_is_reproducible(model_dir):
-    args = ("--model-dir", str(model_dir), "--prompt", "Hi", "--max-new-tokens", "12", "--seed", "3")
-    first, second = run(*args), run(*args)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout == second.stdout
+    args = ("--model", model_dir, "--prompt", "Hi", "--max-new-tokens", 16, "--seed", 3,
+            "--temperature", "0.9", "--top-k", 20, "--top-p", "0.95", "--ignore-eos")
+    first, second = run_json(*args), run_json(*args)
+    assert first["generated_ids"] == second["generated_ids"] and first["seed"] == 3
+    assert len(first["generated_ids"]) == 16
+
+
+def test_one_generator_draws_as_the_lesson_does():
+    """stream_tokens with ONE seeded generator picks the tokens
+    solution_13.generate_tokens picks with the same seed (batch 1)."""
+    from solutions.solution_13 import generate_tokens
+    from tools.generation import FullSequence, Sampling, reference_code, stream_tokens, token_chooser
+
+    logits = FixedLogits(np.random.default_rng(8).normal(0, 2, (1, 40, 30)))
+    prompt = np.array([[1, 2, 3]])
+    for settings in (Sampling(True, 0.8, 10, 0.9), Sampling(True, 1.5), Sampling(False)):
+        expected = generate_tokens(logits, prompt, 20, settings.temperature, settings.do_sample,
+                                   top_k=settings.top_k, top_p=settings.top_p, eos_token_id=7, seed=5)[0, 3:]
+        choose = token_chooser(settings, np.random.default_rng(5), reference_code())
+        assert list(stream_tokens(FullSequence(logits), prompt[0], 20, choose, [7])) == expected.tolist()
+
+
+def test_incremental_decoding_waits_for_whole_characters(tokenizer):
+    from tools.generation import IncrementalDecoder
+
+    decoder = IncrementalDecoder(tokenizer)
+    ids = tokenizer("aé€b")["input_ids"]  # one token per byte: 1 + 2 + 3 + 1
+    assert [decoder.push(i) for i in ids] == ["a", "", "é", "", "", "€", "b"]
+    assert decoder.flush() == "" and decoder.text() == "aé€b"
+
+
+def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
+    """A hub id is read from HuggingFace's cache offline (no download)."""
+    snapshot = tmp_path / "hub" / "models--course--tiny-gpt2" / "snapshots" / ("0" * 40)
+    shutil.copytree(model_dir, snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    env = offline_env({**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")})
+    args = ("--prompt", PROMPT, "--max-new-tokens", 10, "--ignore-eos")
+    sampled = run_json("--model", "course/tiny-gpt2", *args, "--top-k", 1, "--seed", 1, env=env)
+    assert sampled["generated_ids"] == hf_greedy(model_dir, sampled["prompt_ids"], 10, eos=None)
+    assert_refused(run("--model", "course/other", *args, env=env), "course/other", "HF_HUB_OFFLINE", stage="checkpoint")
+
+
+# --- --steps ---------------------------------------------------------------------
+
+
+def steps_folder(tmp_path, step_12, step_13):
+    for name, source in (("step_12.py", step_12), ("step_13.py", step_13)):
+        if source is not None:
+            (tmp_path / name).write_text(source.read_text() if hasattr(source, "read_text") else source)
+    return tmp_path
+
+
+def test_steps_runs_the_learners_files(model_dir, tmp_path, tokenizer):
+    folder = steps_folder(tmp_path, REPO / "solutions" / "solution_12.py", REPO / "solutions" / "solution_13.py")
+    record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 8, "--greedy",
+                      "--ignore-eos", "--steps-dir", folder)
+    assert record["generated_ids"] == hf_greedy(model_dir, tokenizer(PROMPT)["input_ids"], 8, eos=None)
+
+
+def unfinished_13():
+    """solution_13 with warp_logits's last line still a placeholder."""
+    source = (REPO / "solutions" / "solution_13.py").read_text()
+    assert source.count("    return scores\n") == 1
+    return source.replace("    return scores\n", "    return None  # TODO\n")
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "step_12, step_13, where, what",
     [
-        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
-        (["--temperature", "0"], "--temperature must be > 0"),
-        (["--compare"], "--compare needs --greedy"),
-        (["--model-dir", "/nonexistent/gpt2"], "could not load GPT-2"),
+        (REPO / "steps" / "step_12.py", REPO / "solutions" / "solution_13.py", "step_12.py", "TODO still open"),
+        (REPO / "solutions" / "solution_12.py", unfinished_13(), "step_13.py", "warp_logits"),
+        (REPO / "solutions" / "solution_12.py", None, "step_13.py", "does not exist"),
+    ],
+    ids=["skeleton step 12", "open TODO in step 13", "no step 13"],
+)
+def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, step_12, step_13, where, what):
+    folder = steps_folder(tmp_path, step_12, step_13)
+    result = run("--model", model_dir, "--greedy", "--steps-dir", folder)
+    assert_refused(result, where, what, stage="checkpoint")
+    if what != "does not exist":
+        assert result.err.startswith(f"error: TODO still open in {folder / where}: "), result.err
+
+
+# --- bad input: one line, exit 2, refused before loading where possible -----------------
+
+
+@pytest.mark.parametrize(
+    "args, stdin, fragments",
+    [
+        (["--prompt", ""], b"", ["prompt is empty"]),
+        (["--prompt", "-"], b"\n", ["prompt is empty"]),
+        (["--do-sample", "--temperature", "0"], b"", ["--temperature", "got 0.0"]),
+        (["--temperature", "nan"], b"", ["--temperature", "nan"]),
+        (["--temperature", "inf"], b"", ["--temperature", "inf"]),
+        (["--temperature", "-1"], b"", ["--temperature", "-1"]),
+        (["--top-k", "0"], b"", ["--top-k must be at least 1"]),
+        (["--top-p", "0"], b"", ["--top-p must be in (0, 1]"]),
+        (["--top-p", "1.5"], b"", ["--top-p must be in (0, 1]"]),
+        (["--seed", "-1"], b"", ["--seed must be >= 0"]),
+        (["--max-new-tokens", "0"], b"", ["--max-new-tokens must be at least 1"]),
+        (["--prompt", "-"], b"caf\xe9", ["stdin is not valid UTF-8", "0xe9"]),
+        (["--prompt", "x", "--compare"], b"", ["--compare needs --greedy"]),
+        (["--top-k", "many"], b"", ["--top-k", "invalid int value"]),
+        (["--model", "/nonexistent/gpt2"], b"", ["no such folder: /nonexistent/gpt2"]),
     ],
 )
-def test_bad_input_exits_with_a_message(args, message):
-    result = run(*args)
-    assert result.returncode != 0
-    assert message in result.stderr
+def test_bad_options_are_refused_at_once(args, stdin, fragments):
+    assert_refused(run(*args, stdin=stdin), *fragments, stage="options")
+
+
+def test_invalid_utf8_prompt_file(bad_dirs):
+    assert_refused(run("--prompt-file", bad_dirs / "latin1.txt"), "latin1.txt is not valid UTF-8", stage="options")
+
+
+def test_prompt_beyond_the_context_says_both_counts(model_dir):
+    result = run("--model", model_dir, "--prompt", "x" * 120, "--max-new-tokens", 20)
+    assert_refused(result, "120 tokens", "--max-new-tokens is 20", "at most 128", "at most 8 new", stage="checkpoint")
+
+
+@pytest.mark.parametrize(
+    "folder, fragments, stage",
+    [
+        ("no-tokenizer", ["no tokenizer files"], "checkpoint"),
+        ("bert", ["not a GPT-2 checkpoint", "'bert'"], "checkpoint"),
+        ("weights-missing", ["do not fit GPT-2", "missing transformer.ln_f.bias", "unexpected transformer.h.7"],
+         "weights"),
+    ],
+)
+def test_checkpoints_that_are_not_gpt2(bad_dirs, folder, fragments, stage):
+    assert_refused(run("--model", bad_dirs / folder, "--prompt", "x"), *fragments, stage=stage)
+
+
+def test_unknown_hub_id_offline_is_refused_fast():
+    result = run("--model", "no-such-owner/no-such-gpt2")
+    assert_refused(result, "no-such-owner/no-such-gpt2", "HF_HUB_OFFLINE=1", stage="checkpoint")
+    assert result.seconds < 15, result.seconds  # no connection attempts
+
+
+def test_gpu_without_one_is_refused():
+    from max.driver import accelerator_count
+
+    if accelerator_count() > 0:
+        pytest.skip("this machine has a GPU")
+    assert_refused(run("--device", "gpu"), "--device gpu", "no GPU", stage="checkpoint")

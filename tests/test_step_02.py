@@ -1,6 +1,7 @@
 """Step 02: causal_mask against the mask HuggingFace's GPT-2 attention applies
 (its lower-triangular `bias` buffer, sliced for queries after num_tokens
-earlier tokens), as 0 (may attend) and -inf (may not)."""
+earlier tokens), as 0 (may attend) and -inf (may not): for num_tokens 0 and
+3, then with num_tokens symbolic, as the KV cache of step 14 calls it."""
 
 import numpy as np
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
@@ -42,9 +43,9 @@ def mask_mistakes(seq: int, num_tokens: int, mask: np.ndarray):
     return mistakes | {
         "the diagonal is masked: a token must see itself (key j <= query i + num_tokens).":
             lambda: additive(cols < rows + num_tokens),
-        "the mask is flipped: -inf must be ABOVE the diagonal (the future), 0 on and below it. "
-        "F.band_part keeps the band and zeroes the rest; pass exclude=True to zero the band "
-        "(the allowed entries) and keep -inf outside it.":
+        "the mask is flipped: -inf must be where the key is in the future (key position > query "
+        "position), 0 elsewhere. (With F.band_part: it keeps the band and zeroes the rest; "
+        "exclude=True zeroes the band instead.)":
             lambda: additive(cols > rows + num_tokens),
         "num_tokens is ignored: the diagonal must move right by num_tokens.":
             lambda: additive(cols <= rows),
@@ -65,16 +66,38 @@ def mask_run(causal_mask, num_tokens: int) -> Run:
     )
 
 
+# With num_tokens symbolic too: a dummy input of shape [num_tokens, sequence_length].
+SYMBOLIC = [(2, 6), (5, 67), (0, 1)]
+
+
+def symbolic_run(causal_mask) -> Run:
+    return Run(
+        "causal_mask(sequence_length, num_tokens, ...) with both symbolic",
+        lambda x: causal_mask(x.shape[1], x.shape[0], dtype=x.dtype, device=x.device),
+        [np.zeros(shape, dtype=np.float32) for shape in SYMBOLIC],
+        ("past", "seqlen"),
+    )
+
+
+def check(seq: int, num_tokens: int, mask: np.ndarray) -> None:
+    assert_close(
+        f"causal_mask({seq}, {num_tokens})",
+        mask,
+        additive(huggingface_allowed(seq, num_tokens)),
+        ("query", "key"),
+        mask_mistakes(seq, num_tokens, mask),
+        reference=REFERENCE,
+    )
+
+
 def test_causal_mask_matches_huggingface(lesson):
     causal_mask = lesson.get("causal_mask")
     masks = run_together(lesson, [mask_run(causal_mask, n) for n in NUM_TOKENS])
     for num_tokens, outputs in zip(NUM_TOKENS, masks):
         for seq, mask in zip(SEQUENCE_LENGTHS, outputs):
-            assert_close(
-                f"causal_mask({seq}, {num_tokens})",
-                mask,
-                additive(huggingface_allowed(seq, num_tokens)),
-                ("query", "key"),
-                mask_mistakes(seq, num_tokens, mask),
-                reference=REFERENCE,
-            )
+            check(seq, num_tokens, mask)
+    # A second graph, so that a mask that works only for int num_tokens is
+    # still judged on its numbers above first.
+    (outputs,) = run_together(lesson, [symbolic_run(causal_mask)])
+    for (num_tokens, seq), mask in zip(SYMBOLIC, outputs):
+        check(seq, num_tokens, mask)
