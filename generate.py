@@ -35,9 +35,10 @@ if str(REPO) not in sys.path:
 
 from tools.checkpoint import CheckpointError  # noqa: E402  (light: no transformers yet)
 from tools.generation import Sampling, context_problem  # noqa: E402
+from tools.steps import StepsNotReady  # noqa: E402
 
 DEFAULT_PROMPT = "The meaning of life is"
-COMPILE_LABEL = "compiling the model (the first run takes about a minute; later runs reuse MAX's cache)"
+COMPILE_LABEL = "compiling the model (a minute or two the first time; later runs reuse MAX's cache)"
 
 
 class BadInput(Exception):
@@ -122,6 +123,11 @@ def build_parser() -> Parser:
 # --------------------------------------------------------------------------
 
 
+def option(name: str) -> str:
+    """A generate() argument's name as this command's option: top_k -> --top-k."""
+    return "--" + name.replace("_", "-")
+
+
 def check_options(args) -> Sampling:
     if args.max_new_tokens < 1:
         raise BadInput(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
@@ -131,9 +137,10 @@ def check_options(args) -> Sampling:
         top_k=args.top_k,
         top_p=None if args.top_p == 1.0 else args.top_p,
     )
-    problem = Sampling(True, args.temperature if args.do_sample else 1.0, args.top_k, args.top_p).problem()
+    # top-k and top-p are checked with --greedy too; the temperature only when it is used.
+    problem = Sampling(True, args.temperature if args.do_sample else 1.0, args.top_k, args.top_p).problem(option)
     if problem:
-        raise BadInput(problem)
+        raise BadInput(problem + (" (or use --greedy)" if "temperature" in problem else ""))
     if args.seed is not None and args.seed < 0:
         raise BadInput(f"--seed must be >= 0, got {args.seed}")
     if args.compare and args.do_sample:
@@ -229,21 +236,70 @@ def run(argv, stdout, stdin=None) -> int:
     settings = check_options(args)
     prompt = read_prompt(args, stdin)
     device = gpu_device() if args.device == "gpu" else None
+    found, config, tokenizer, prompt_ids, eos = open_checkpoint(args, prompt)
+    code = lesson_code(args)
 
-    # The checkpoint, as far as it can be checked without its weights.
+    from tools import checkpoint as ckpt
+
+    with progress(f"loading {args.model}") as loaded:
+        hf_model = ckpt.load_hf_model(found)
+        model = ckpt.build_max_model(ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device)
+        if not args.compare:
+            hf_model = None
+    with progress(COMPILE_LABEL) as compiled_in, ckpt.default_device_for(device):
+        compiled = code.compile_model(model)
+
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    result = generate(args, compiled, device, code, settings, seed, tokenizer, prompt, prompt_ids, eos, stdout)
+    sys.stderr.write(
+        f"{len(result['generated_ids'])} new tokens in {result['seconds']:.2f} s: "
+        f"{result['tokens_per_second']:.1f} tokens/s, first token after {result['time_to_first_token_seconds']:.2f} s; "
+        f"loading {loaded['seconds']:.1f} s, compiling {compiled_in['seconds']:.1f} s"
+        + (f"; seed {seed}" if args.do_sample else "")
+        + ("; stopped at end-of-text" if result["finish_reason"] == "eos" else "")
+        + "\n"
+    )
+    record = {
+        "model": args.model,
+        "prompt": prompt,
+        "prompt_ids": prompt_ids,
+        "generated_ids": result["generated_ids"],
+        "text": result["text"],
+        "finish_reason": result["finish_reason"],
+        "do_sample": args.do_sample,
+        "temperature": args.temperature if args.do_sample else None,
+        "top_k": args.top_k if args.do_sample else None,
+        "top_p": args.top_p if args.do_sample else None,
+        "seed": seed if args.do_sample else None,
+        "load_seconds": round(loaded["seconds"], 3),
+        "compile_seconds": round(compiled_in["seconds"], 3),
+        "time_to_first_token_seconds": round(result["time_to_first_token_seconds"], 4),
+        "tokens_per_second": round(result["tokens_per_second"], 2),
+    }
+    status = 0
+    if args.compare:
+        status = compare(hf_model, tokenizer, prompt_ids, result["generated_ids"], args, eos, record, stdout)
+    if args.json:
+        stdout.write(json.dumps(record) + "\n")
+    stdout.flush()
+    return status
+
+
+def open_checkpoint(args, prompt: str):
+    """The checkpoint, its config and tokenizer, the prompt's token ids and the
+    end-of-text ids: everything that can be refused without the weights."""
+    from transformers.utils import logging
+
     from tools import checkpoint as ckpt
 
     found = ckpt.locate(args.model)
-    import numpy as np
-    from transformers.utils import logging
-
     logging.set_verbosity_error()
     config = ckpt.load_hf_config(found)
     tokenizer = ckpt.load_tokenizer(found)
-    prompt_ids = [int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    prompt_ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
     if not prompt_ids:
         raise BadInput("the prompt gives no tokens")
-    problem = context_problem(len(prompt_ids), args.max_new_tokens, config.n_positions, args.model)
+    problem = context_problem(len(prompt_ids), args.max_new_tokens, config.n_positions, args.model, option)
     if problem:
         raise BadInput(problem)
     if max(prompt_ids) >= config.vocab_size:
@@ -252,29 +308,27 @@ def run(argv, stdout, stdin=None) -> int:
             f"but the model knows only {config.vocab_size} tokens"
         )
     eos = () if args.ignore_eos else ckpt.eos_token_ids(found, config, tokenizer)
+    return found, config, tokenizer, prompt_ids, eos
 
-    # The lesson code: the learner's (checked for open TODOs first) or the solutions'.
-    from tools.generation import FullSequence, IncrementalDecoder, reference_code, stream_tokens, token_chooser
 
-    if args.steps or args.steps_dir is not None:
-        from tools.steps import StepsNotReady, learner_code
+def lesson_code(args):
+    """The learner's lesson functions (checked for open TODOs first) or the solutions'."""
+    from tools.generation import reference_code
 
-        try:
-            code = learner_code(args.steps_dir or REPO / "steps")
-        except StepsNotReady as err:
-            raise BadInput(str(err)) from None
-    else:
-        code = reference_code()
+    if not (args.steps or args.steps_dir is not None):
+        return reference_code()
+    from tools.steps import learner_code
 
-    with progress(f"loading {args.model}") as loaded:
-        hf_model = ckpt.load_hf_model(found)
-        model = ckpt.build_max_model(ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device)
-        if not args.compare:
-            del hf_model
-    with progress(COMPILE_LABEL) as compiled_in, ckpt.default_device_for(device):
-        compiled = code.compile_model(model)
+    return learner_code(args.steps_dir or REPO / "steps")
 
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+
+def generate(args, compiled, device, code, settings, seed, tokenizer, prompt, prompt_ids, eos, stdout) -> dict:
+    """Stream the new text to stdout (unless --json) and return what was made, with timings."""
+    import numpy as np
+
+    from tools.checkpoint import default_device_for
+    from tools.generation import FullSequence, IncrementalDecoder, stream_tokens, token_chooser
+
     choose = token_chooser(settings, np.random.default_rng(seed), code)  # ONE generator for the run
     decoder = IncrementalDecoder(tokenizer)
     show = (lambda piece: None) if args.json else (lambda piece: (stdout.write(piece), stdout.flush()))
@@ -282,7 +336,8 @@ def run(argv, stdout, stdin=None) -> int:
     generated: list[int] = []
     first_token = None
     start = time.perf_counter()
-    with ckpt.default_device_for(device):
+    with default_device_for(device):
+        # Lessons 12-13 run the whole sequence each step; a KV-cache model replaces FullSequence here.
         for token in stream_tokens(FullSequence(compiled, device), prompt_ids, args.max_new_tokens, choose, eos):
             if first_token is None:
                 first_token = time.perf_counter() - start
@@ -290,56 +345,33 @@ def run(argv, stdout, stdin=None) -> int:
             show(decoder.push(token))
     seconds = time.perf_counter() - start
     show(decoder.flush() + "\n")
-    finish = "eos" if generated and generated[-1] in eos else "length"
-    speed = len(generated) / seconds if seconds > 0 else float("inf")
-
-    sys.stderr.write(
-        f"{len(generated)} new tokens in {seconds:.2f} s: {speed:.1f} tokens/s, first token after "
-        f"{first_token:.2f} s; loading {loaded['seconds']:.1f} s, compiling {compiled_in['seconds']:.1f} s"
-        + (f"; seed {seed}" if args.do_sample else "")
-        + ("; stopped at end-of-text" if finish == "eos" else "")
-        + "\n"
-    )
-
-    record = {
-        "model": args.model,
-        "prompt": prompt,
-        "prompt_ids": prompt_ids,
+    return {
         "generated_ids": generated,
         "text": decoder.text(),
-        "finish_reason": finish,
-        "do_sample": args.do_sample,
-        "temperature": args.temperature if args.do_sample else None,
-        "top_k": args.top_k if args.do_sample else None,
-        "top_p": args.top_p if args.do_sample else None,
-        "seed": seed if args.do_sample else None,
-        "load_seconds": round(loaded["seconds"], 3),
-        "compile_seconds": round(compiled_in["seconds"], 3),
-        "time_to_first_token_seconds": round(first_token, 4),
-        "tokens_per_second": round(speed, 2),
+        "finish_reason": "eos" if generated[-1] in eos else "length",
+        "seconds": seconds,
+        "time_to_first_token_seconds": first_token,
+        "tokens_per_second": len(generated) / seconds if seconds > 0 else float("inf"),
     }
-    status = 0
-    if args.compare:
-        expected = huggingface_greedy(hf_model, prompt_ids, args.max_new_tokens, eos)
-        same = expected == generated
-        record["huggingface_generated_ids"] = expected
-        record["identical_to_huggingface"] = same
-        if same:
-            message = f"identical to HuggingFace generate(): all {len(generated)} new tokens match"
-        else:
-            status = 1
-            at = next((i for i, (a, b) in enumerate(zip(generated, expected)) if a != b), min(len(generated), len(expected)))
-            message = (
-                f"DIFFERENT from HuggingFace generate() from new token {at + 1} "
-                f"(MAX made {len(generated)} tokens, HuggingFace {len(expected)}); HuggingFace wrote:\n"
-                + tokenizer.decode(expected, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            )
-        if not args.json:
-            stdout.write(message + "\n")
-    if args.json:
-        stdout.write(json.dumps(record) + "\n")
-    stdout.flush()
-    return status
+
+
+def compare(hf_model, tokenizer, prompt_ids, generated, args, eos, record, stdout) -> int:
+    """--compare: HuggingFace generate() on the same weights; 0 when every token is the same, else 1."""
+    expected = huggingface_greedy(hf_model, prompt_ids, args.max_new_tokens, eos)
+    record["huggingface_generated_ids"] = expected
+    record["identical_to_huggingface"] = same = expected == generated
+    if same:
+        message = f"identical to HuggingFace generate(): all {len(generated)} new tokens match"
+    else:
+        at = next((i for i, (a, b) in enumerate(zip(generated, expected)) if a != b), min(len(generated), len(expected)))
+        message = (
+            f"DIFFERENT from HuggingFace generate() from new token {at + 1} "
+            f"(MAX made {len(generated)} tokens, HuggingFace {len(expected)}); HuggingFace wrote:\n"
+            + tokenizer.decode(expected, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        )
+    if not args.json:
+        stdout.write(message + "\n")
+    return 0 if same else 1
 
 
 def huggingface_greedy(hf_model, prompt_ids: list[int], max_new_tokens: int, eos: tuple[int, ...]) -> list[int]:
@@ -351,7 +383,7 @@ def huggingface_greedy(hf_model, prompt_ids: list[int], max_new_tokens: int, eos
 
     config = copy.deepcopy(hf_model.generation_config)
     config.update(
-        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, max_length=None,
+        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
         eos_token_id=list(eos) or None, pad_token_id=eos[0] if eos else 0,
     )
     prompt = torch.tensor([prompt_ids], dtype=torch.long)
@@ -364,7 +396,7 @@ def huggingface_greedy(hf_model, prompt_ids: list[int], max_new_tokens: int, eos
 def main(argv=None) -> int:
     try:
         return run(argv, sys.stdout)
-    except (BadInput, CheckpointError) as err:
+    except (BadInput, CheckpointError, StepsNotReady) as err:
         sys.stdout.flush()
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -19,29 +19,10 @@ import numpy as np
 import pytest
 
 from tests.lessons import REPO
-from tests.twins import FixedLogits, hf_config, randomize_
+from tests.twins import TOKENIZER_FILES, FixedLogits, save_checkpoint, save_model
 from tools.offline import offline_env
 
 PROMPT = "Hello"
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def save_tokenizer(folder):
-    from transformers import GPT2TokenizerFast
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-    vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
-    vocab["<|endoftext|>"] = len(vocab)  # 256
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")).save_pretrained(folder)
-    return vocab["<|endoftext|>"]
-
-
-def save_model(model, folder, eos):
-    model.config.eos_token_id = model.config.bos_token_id = eos
-    model.generation_config.eos_token_id = model.generation_config.bos_token_id = eos
-    model.save_pretrained(folder)
 
 
 def hf_greedy(folder, prompt_ids, new_tokens, eos):
@@ -58,13 +39,7 @@ def hf_greedy(folder, prompt_ids, new_tokens, eos):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from transformers import GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    eos = save_tokenizer(folder)
-    config = hf_config(dict(n_embd=64, n_head=4, n_layer=2, vocab_size=257, n_positions=128))
-    save_model(randomize_(GPT2LMHeadModel(config), seed=30), folder, eos)
-    return folder
+    return save_checkpoint(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +50,12 @@ def tokenizer(model_dir):
 
 
 @pytest.fixture(scope="module")
-def eos_dir(model_dir, tmp_path_factory):
+def eos_dir(model_dir, tokenizer, tmp_path_factory):
     """The same weights, with eos_token_id set to a token greedy decoding
     writes (the first one from the third on that it has not written before)."""
     from transformers import GPT2LMHeadModel
 
-    tokens = hf_greedy(model_dir, list(PROMPT.encode()), 12, eos=None)
+    tokens = hf_greedy(model_dir, tokenizer(PROMPT)["input_ids"], 12, eos=None)
     stop = next(i for i in range(2, 12) if tokens[i] not in tokens[:i])
     folder = tmp_path_factory.mktemp("tiny-gpt2-eos")
     for name in TOKENIZER_FILES:
@@ -115,10 +90,17 @@ def bad_dirs(model_dir, tmp_path_factory):
     return root
 
 
+def child_env(base=None):
+    """Offline, and without PYTHONUNBUFFERED: streaming must not depend on it."""
+    env = offline_env(base)
+    env.pop("PYTHONUNBUFFERED", None)
+    return env
+
+
 def run(*args, stdin=b"", env=None, timeout=600):
     start = time.perf_counter()
     result = subprocess.run([sys.executable, str(REPO / "generate.py"), *map(str, args)], input=stdin,
-                            capture_output=True, timeout=timeout, cwd=REPO, env=env or offline_env())
+                            capture_output=True, timeout=timeout, cwd=REPO, env=env or child_env())
     result.seconds = time.perf_counter() - start
     result.out, result.err = result.stdout.decode(), result.stderr.decode()
     return result
@@ -182,7 +164,7 @@ def test_text_streams_token_by_token_and_compare_agrees(model_dir, tokenizer):
     before the process ends, and the pieces add up to prompt + text."""
     command = [sys.executable, str(REPO / "generate.py"), "--model", str(model_dir), "--prompt", PROMPT,
                "--max-new-tokens", "80", "--greedy", "--ignore-eos", "--compare"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=offline_env())
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=child_env())
     pieces, while_running = [], 0
     try:
         while True:
@@ -206,17 +188,22 @@ def test_text_streams_token_by_token_and_compare_agrees(model_dir, tokenizer):
 
 def test_stops_at_end_of_text_unless_ignore_eos(eos_dir):
     folder, greedy, stop = eos_dir
-    args = ("--model", folder, "--prompt", PROMPT, "--max-new-tokens", 12, "--greedy")
+    args = ("--model-dir", folder, "--prompt", PROMPT, "--max-new-tokens", 12, "--greedy")
     stopped = run_json(*args)
     assert stopped["generated_ids"] == greedy[: stop + 1] and stopped["finish_reason"] == "eos"
     went_on = run_json(*args, "--ignore-eos")
     assert went_on["generated_ids"] == greedy and went_on["finish_reason"] == "length"
 
 
-def test_seeded_sampling_is_reproducible(model_dir):
-    args = ("--model", model_dir, "--prompt", "Hi", "--max-new-tokens", 16, "--seed", 3,
+def test_seeded_sampling_is_reproducible(model_dir, tmp_path):
+    """The same seed gives the same tokens; the prompt from a file and from
+    stdin is the same prompt (one final newline dropped)."""
+    (tmp_path / "prompt.txt").write_text("Hi\n")
+    args = ("--model", model_dir, "--max-new-tokens", 16, "--seed", 3,
             "--temperature", "0.9", "--top-k", 20, "--top-p", "0.95", "--ignore-eos")
-    first, second = run_json(*args), run_json(*args)
+    first = run_json(*args, "--prompt-file", tmp_path / "prompt.txt")
+    second = run_json(*args, "--prompt", "-", stdin=b"Hi\n")
+    assert first["prompt"] == second["prompt"] == "Hi"
     assert first["generated_ids"] == second["generated_ids"] and first["seed"] == 3
     assert len(first["generated_ids"]) == 16
 
@@ -251,7 +238,7 @@ def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
     shutil.copytree(model_dir, snapshot)
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
-    env = offline_env({**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")})
+    env = child_env({**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")})
     args = ("--prompt", PROMPT, "--max-new-tokens", 10, "--ignore-eos")
     sampled = run_json("--model", "course/tiny-gpt2", *args, "--top-k", 1, "--seed", 1, env=env)
     assert sampled["generated_ids"] == hf_greedy(model_dir, sampled["prompt_ids"], 10, eos=None)
@@ -261,35 +248,40 @@ def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
 # --- --steps ---------------------------------------------------------------------
 
 
+STEP_FILES = {
+    "skeleton 12": REPO / "steps" / "step_12.py",  # as shipped: run the suite on a clean checkout
+    "solution 12": REPO / "solutions" / "solution_12.py",
+    "solution 13": REPO / "solutions" / "solution_13.py",
+}
+
+
 def steps_folder(tmp_path, step_12, step_13):
-    for name, source in (("step_12.py", step_12), ("step_13.py", step_13)):
-        if source is not None:
-            (tmp_path / name).write_text(source.read_text() if hasattr(source, "read_text") else source)
+    """step_12.py and step_13.py in tmp_path; "unfinished 13" is solution_13
+    with warp_logits's last line still a placeholder."""
+    for name, which in (("step_12.py", step_12), ("step_13.py", step_13)):
+        if which == "unfinished 13":
+            source = STEP_FILES["solution 13"].read_text()
+            assert source.count("    return scores\n") == 1
+            (tmp_path / name).write_text(source.replace("    return scores\n", "    return None  # TODO\n"))
+        elif which is not None:
+            shutil.copy(STEP_FILES[which], tmp_path / name)
     return tmp_path
 
 
 def test_steps_runs_the_learners_files(model_dir, tmp_path, tokenizer):
-    folder = steps_folder(tmp_path, REPO / "solutions" / "solution_12.py", REPO / "solutions" / "solution_13.py")
+    folder = steps_folder(tmp_path, "solution 12", "solution 13")
     record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 8, "--greedy",
                       "--ignore-eos", "--steps-dir", folder)
     assert record["generated_ids"] == hf_greedy(model_dir, tokenizer(PROMPT)["input_ids"], 8, eos=None)
 
 
-def unfinished_13():
-    """solution_13 with warp_logits's last line still a placeholder."""
-    source = (REPO / "solutions" / "solution_13.py").read_text()
-    assert source.count("    return scores\n") == 1
-    return source.replace("    return scores\n", "    return None  # TODO\n")
-
-
 @pytest.mark.parametrize(
     "step_12, step_13, where, what",
     [
-        (REPO / "steps" / "step_12.py", REPO / "solutions" / "solution_13.py", "step_12.py", "TODO still open"),
-        (REPO / "solutions" / "solution_12.py", unfinished_13(), "step_13.py", "warp_logits"),
-        (REPO / "solutions" / "solution_12.py", None, "step_13.py", "does not exist"),
+        ("skeleton 12", "solution 13", "step_12.py", "TODO still open"),
+        ("solution 12", "unfinished 13", "step_13.py", "warp_logits"),
+        ("solution 12", None, "step_13.py", "does not exist"),
     ],
-    ids=["skeleton step 12", "open TODO in step 13", "no step 13"],
 )
 def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, step_12, step_13, where, what):
     folder = steps_folder(tmp_path, step_12, step_13)
@@ -360,3 +352,4 @@ def test_gpu_without_one_is_refused():
     if accelerator_count() > 0:
         pytest.skip("this machine has a GPU")
     assert_refused(run("--device", "gpu"), "--device gpu", "no GPU", stage="checkpoint")
+

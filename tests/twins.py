@@ -244,3 +244,45 @@ class FixedLogits:
 
         batch, seq = np.from_dlpack(ids).shape
         return Tensor.from_dlpack(np.ascontiguousarray(self.logits[:batch, :seq]))
+
+
+# --------------------------------------------------------------------------
+# Checkpoints on disk, for the commands (generate.py, plot_sampling.py, serve)
+# --------------------------------------------------------------------------
+
+# A small GPT-2 whose vocabulary is the 256 bytes plus <|endoftext|> (id 256).
+TINY = dict(n_embd=64, n_head=4, n_layer=2, vocab_size=257, n_positions=128)
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def save_byte_tokenizer(folder) -> int:
+    """A byte-level GPT-2 tokenizer (every byte one token, no merges) saved in
+    folder with save_pretrained; returns the id of <|endoftext|>."""
+    import json
+
+    from transformers import GPT2TokenizerFast
+    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+
+    vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = len(vocab)  # 256
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")).save_pretrained(folder)
+    return vocab["<|endoftext|>"]
+
+
+def save_model(model, folder, eos: int | None) -> None:
+    """model.save_pretrained(folder), with eos (and bos) set to eos."""
+    model.config.eos_token_id = model.config.bos_token_id = eos
+    model.generation_config.eos_token_id = model.generation_config.bos_token_id = eos
+    model.save_pretrained(folder)
+
+
+def save_checkpoint(folder, overrides: dict = TINY, seed: int = 30):
+    """A GPT-2 with seeded O(1)-scale weights and the byte-level tokenizer,
+    saved in folder as save_pretrained writes it; returns folder."""
+    from transformers import GPT2LMHeadModel
+
+    eos = save_byte_tokenizer(folder)
+    save_model(randomize_(GPT2LMHeadModel(hf_config(overrides)), seed=seed), folder, eos)
+    return folder

@@ -166,9 +166,11 @@ def locate(name: str) -> Checkpoint:
     return Checkpoint(name, name, local=False)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _one_line(err: BaseException, most: int = 300) -> str:
+    """err's message on one line (transformers' advice to ignore mismatched sizes left out)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = " ".join(line for line in lines if "ignore_mismatched_sizes" not in line) or type(err).__name__
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _from_pretrained(what: str, checkpoint: Checkpoint, load: Callable, **kwargs):
@@ -178,7 +180,7 @@ def _from_pretrained(what: str, checkpoint: Checkpoint, load: Callable, **kwargs
     except CheckpointError:
         raise
     except Exception as err:  # transformers raises OSError, ValueError, RuntimeError, ...
-        raise CheckpointError(f"cannot load the {what} of {checkpoint.name}: {_first_line(err)}") from None
+        raise CheckpointError(f"cannot load the {what} of {checkpoint.name}: {_one_line(err)}") from None
 
 
 def load_hf_config(checkpoint: Checkpoint):

@@ -36,19 +36,26 @@ class Sampling:
     top_k: int | None = None
     top_p: float | None = None
 
-    def problem(self) -> str | None:
-        """What is wrong with these settings (one line), or None."""
+    def problem(self, name: Callable[[str], str] = str) -> str | None:
+        """What is wrong with these settings (one line), or None.
+        name: how to show a setting's name (generate.py: top_k -> --top-k)."""
         if self.do_sample and not (math.isfinite(self.temperature) and self.temperature > 0):
-            return f"--temperature must be a number > 0 when sampling, got {self.temperature} (or use --greedy)"
+            return f"{name('temperature')} must be a number > 0 when sampling, got {self.temperature}"
         if self.top_k is not None and self.top_k < 1:
-            return f"--top-k must be at least 1, got {self.top_k}"
+            return f"{name('top_k')} must be at least 1, got {self.top_k}"
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            return f"--top-p must be in (0, 1], got {self.top_p}"
+            return f"{name('top_p')} must be in (0, 1], got {self.top_p}"
         return None
 
 
-def context_problem(prompt_tokens: int, max_new_tokens: int, n_positions: int, model: str = "the model") -> str | None:
-    """Why prompt + new tokens do not fit the model's context, or None."""
+def context_problem(
+    prompt_tokens: int,
+    max_new_tokens: int,
+    n_positions: int,
+    model: str = "the model",
+    name: Callable[[str], str] = str,
+) -> str | None:
+    """Why prompt + new tokens do not fit the model's context, or None (both counts in the message)."""
     if prompt_tokens + max_new_tokens <= n_positions:
         return None
     room = n_positions - prompt_tokens
@@ -58,7 +65,7 @@ def context_problem(prompt_tokens: int, max_new_tokens: int, n_positions: int, m
         else f"shorten the prompt to fewer than {n_positions} tokens"
     )
     return (
-        f"the prompt is {prompt_tokens} tokens and --max-new-tokens is {max_new_tokens}: "
+        f"the prompt is {prompt_tokens} tokens and {name('max_new_tokens')} is {max_new_tokens}: "
         f"{prompt_tokens + max_new_tokens} in all, but {model} reads at most {n_positions} "
         f"(n_positions): {advice}"
     )
@@ -140,12 +147,12 @@ class FullSequence:
         ids = np.ascontiguousarray(self.ids[None, :])
         if self.device is None or self.device.label == "cpu":
             logits = np.from_dlpack(self.compiled(Tensor.from_dlpack(ids)))
-        else:  # move through the driver: no graph is built per call
+        else:  # copy through the driver: Tensor.to() would build a graph per call (untested: no GPU here)
             from max.driver import CPU
             from max.driver import Tensor as DriverTensor
 
-            on_device = Tensor.from_dlpack(DriverTensor.from_numpy(ids).to(self.device))
-            logits = np.from_dlpack(self.compiled(on_device).driver_tensor.to(CPU()))
+            on_device = Tensor(storage=DriverTensor.from_numpy(ids).to(self.device))
+            logits = self.compiled(on_device).driver_tensor.to(CPU()).to_numpy()
         return np.array(logits[0, -1], dtype=np.float32)
 
 

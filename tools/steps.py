@@ -39,12 +39,9 @@ def _checker():
 
 
 def one_line(message: str) -> str:
+    """The check's message on one line: its lines joined by " | "."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    if not lines:
-        return "the check failed without a message"
-    if lines[0].startswith("TODO still open"):
-        return lines[0]
-    return "; ".join(lines)
+    return " | ".join(lines) or "the check failed without a message"
 
 
 class _FixedLogits:
