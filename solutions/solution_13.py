@@ -66,6 +66,23 @@ def warp_logits(
     return scores
 
 
+def choose_next_token(
+    next_logits: np.ndarray,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    *,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """One token per row of next_logits [batch, vocab]: argmax, or a draw from the warped distribution."""
+    if not do_sample:
+        return np.argmax(next_logits, axis=-1).astype(np.int64)
+    probs = softmax_with_temperature(warp_logits(next_logits, temperature, top_k, top_p), 1.0)
+    rng = rng if rng is not None else np.random.default_rng()
+    return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)
+
+
 def generate_next_token(
     model,
     input_ids: Any,
@@ -76,15 +93,19 @@ def generate_next_token(
     top_p: float | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Choose the next token of each sequence: argmax, or a draw from the warped distribution."""
+    """Choose the next token of each sequence from the model's last-position logits."""
     ids = as_token_array(input_ids, model)
     logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
-    next_logits = logits[:, -1, :]
-    if not do_sample:
-        return np.argmax(next_logits, axis=-1).astype(np.int64)
-    probs = softmax_with_temperature(warp_logits(next_logits, temperature, top_k, top_p), 1.0)
-    rng = rng if rng is not None else np.random.default_rng()
-    return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)
+    return choose_next_token(logits[:, -1, :], temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
+
+
+def pad_finished(next_token: np.ndarray, finished: np.ndarray, eos_token_id: int | None):
+    """Finished sequences get eos_token_id as padding; a sequence that produces
+    it is finished from now on. Returns (tokens, finished)."""
+    if eos_token_id is None:
+        return next_token, finished
+    next_token = np.where(finished, eos_token_id, next_token)
+    return next_token, finished | (next_token == eos_token_id)
 
 
 def generate_tokens(
@@ -118,9 +139,7 @@ def generate_tokens(
     finished = np.zeros(len(ids), dtype=bool)
     for _ in range(max_new_tokens):
         next_token = generate_next_token(model, ids, temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
-        if eos_token_id is not None:
-            next_token = np.where(finished, eos_token_id, next_token)
-            finished |= next_token == eos_token_id
+        next_token, finished = pad_finished(next_token, finished, eos_token_id)
         ids = np.concatenate([ids, next_token[:, None]], axis=1)
         if finished.all():
             break

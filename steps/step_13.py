@@ -64,8 +64,10 @@ Tasks:
   2. top_k_filter: the k-th largest of each row, -inf below it
   3. top_p_filter: HuggingFace's rule above
   4. warp_logits: temperature, then top-k, then top-p
-  5. generate_next_token: sample from softmax(warp_logits(...))
-  6. generate_tokens: the loop of step 12, with the end-of-text stop
+  5. choose_next_token: argmax, or a draw from softmax(warp_logits(...));
+     generate_next_token runs the model and calls it (step 14 reuses it)
+  6. pad_finished and generate_tokens: the loop of step 12, with the
+     end-of-text stop
 
 Run: pixi run s13
 """
@@ -167,9 +169,8 @@ def warp_logits(
     return None
 
 
-def generate_next_token(
-    model,
-    input_ids: Any,
+def choose_next_token(
+    next_logits: np.ndarray,
     temperature: float = 1.0,
     do_sample: bool = True,
     *,
@@ -177,13 +178,7 @@ def generate_next_token(
     top_p: float | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """Choose the next token of each sequence: argmax, or a draw from the warped distribution."""
-    # TODO: As in step 12: check the ids, run the model, keep the last position's logits
-    # Hint: ids = as_token_array(input_ids, model)
-    # Hint: logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
-    # Hint: next_logits = logits[:, -1, :]
-    next_logits = None
-
+    """One token per row of next_logits [batch, vocab]: argmax, or a draw from the warped distribution."""
     # TODO: Greedy decoding ignores temperature, top_k and top_p
     # Hint: if not do_sample:
     # Hint:     return np.argmax(next_logits, axis=-1).astype(np.int64)
@@ -197,6 +192,41 @@ def generate_next_token(
     # Hint: rng = rng if rng is not None else np.random.default_rng()
     # Hint: return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)
     return None
+
+
+def generate_next_token(
+    model,
+    input_ids: Any,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    *,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Choose the next token of each sequence from the model's last-position logits."""
+    # TODO: As in step 12: check the ids and run the model
+    # Hint: ids = as_token_array(input_ids, model)
+    # Hint: logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
+    logits = None
+
+    # TODO: Choose from the last position's logits
+    # Hint: return choose_next_token(logits[:, -1, :], temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
+    return None
+
+
+def pad_finished(next_token: np.ndarray, finished: np.ndarray, eos_token_id: int | None):
+    """Finished sequences get eos_token_id as padding; a sequence that produces
+    it is finished from now on. Returns (tokens, finished)."""
+    # TODO: Without an end-of-text token nothing changes
+    # Hint: if eos_token_id is None:
+    # Hint:     return next_token, finished
+    pass
+
+    # TODO: Pad the finished sequences, then mark the ones that produced eos_token_id
+    # Hint: next_token = np.where(finished, eos_token_id, next_token)
+    # Hint: return next_token, finished | (next_token == eos_token_id)
+    return None, None
 
 
 def generate_tokens(
@@ -228,13 +258,11 @@ def generate_tokens(
     # Hint: finished = np.zeros(len(ids), dtype=bool)
     ids = None
 
-    # TODO: Loop: choose the next tokens; finished sequences get eos_token_id as padding;
-    # TODO: append; stop when every sequence is finished
+    # TODO: Loop: choose the next tokens, pad the finished sequences, append,
+    # TODO: and stop when every sequence is finished
     # Hint: for _ in range(max_new_tokens):
     # Hint:     next_token = generate_next_token(model, ids, temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
-    # Hint:     if eos_token_id is not None:
-    # Hint:         next_token = np.where(finished, eos_token_id, next_token)
-    # Hint:         finished |= next_token == eos_token_id
+    # Hint:     next_token, finished = pad_finished(next_token, finished, eos_token_id)
     # Hint:     ids = np.concatenate([ids, next_token[:, None]], axis=1)
     # Hint:     if finished.all():
     # Hint:         break

@@ -321,7 +321,7 @@ LESSON_13_MISTAKES = [
             ("softmax_with_temperature(warp_logits(next_logits, temperature, top_k, top_p), 1.0)",
              "softmax_with_temperature(next_logits, temperature)")),
     mistake(13, "finished-rows-not-padded", "a finished sequence goes on with real tokens",
-            ("            next_token = np.where(finished, eos_token_id, next_token)\n", "")),
+            ("    next_token = np.where(finished, eos_token_id, next_token)\n", "")),
     mistake(13, "no-early-stop", "generation goes on after every sequence has produced eos_token_id",
             ("        if finished.all():\n            break\n", "")),
 ]
