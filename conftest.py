@@ -58,6 +58,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.lesson)
 
 
+@pytest.fixture(autouse=True)
+def forget_unused_max_tensors():
+    """Each check starts with only the MAX tensors something still uses:
+    eager MAX slows down with every tensor it keeps (tools/max_graph.py),
+    and a run of many checks in one process would otherwise crawl."""
+    yield
+    from tools.max_graph import release_unused_tensors
+
+    release_unused_tensors()
+
+
 @pytest.fixture
 def lesson(request):
     """The file under test for this test module's STEP."""

@@ -326,7 +326,41 @@ LESSON_13_MISTAKES = [
             ("        if finished.all():\n            break\n", "")),
 ]
 
+LESSON_14_MISTAKES = [
+    mistake(14, "positions-not-offset", "positions are not offset",
+            ("past_length, past_length + seq_length, dtype=input_ids.dtype", "0, seq_length, dtype=input_ids.dtype")),
+    mistake(14, "mask-not-offset", "the mask covers the new tokens only",
+            ("causal_mask(seq_length, past_length, dtype=scores.dtype", "causal_mask(seq_length, 0, dtype=scores.dtype")),
+    mistake(14, "own-key-and-value-left-out", "the new tokens' own keys and values are left out",
+            ("all_keys = F.concat([past_key, key], axis=2)", "all_keys = past_key"),
+            ("all_values = F.concat([past_value, value], axis=2)", "all_values = past_value")),
+    mistake(14, "keys-and-values-swapped", "keys and values are swapped",
+            ("        return output, key, value\n\n\nclass CachedGPT2Block", "        return output, value, key\n\n\nclass CachedGPT2Block")),
+    mistake(14, "values-in-the-keys-buffer", "keys are stored where values belong",
+            ("self.keys[:, :, :, self.length : self.length + seq_length] = keys",
+             "self.keys[:, :, :, self.length : self.length + seq_length] = values"),
+            ("self.values[:, :, :, self.length : self.length + seq_length] = values",
+             "self.values[:, :, :, self.length : self.length + seq_length] = keys")),
+    mistake(14, "cache-length-not-advanced", "the length is never advanced",
+            ("        self.length += seq_length\n", "")),
+    mistake(14, "cache-appended-twice", "cache.append is called more than once per step",
+            ("        cache.append(keys, values)\n", "        cache.append(keys, values)\n        cache.append(keys, values)\n")),
+    mistake(14, "whole-sequence-fed-again", "the whole sequence is fed again",
+            ("        new_ids = next_token[:, None]", "        new_ids = ids")),
+    mistake(14, "head-on-every-position", "the LM head runs on every new position",
+            ("self.lm_head(hidden_states[:, -1, :])", "self.lm_head(hidden_states)")),
+    mistake(14, "new-generator-every-step", "ONE np.random.default_rng(seed)",
+            ("top_p=top_p, rng=rng)\n        next_token, finished", "top_p=top_p, rng=np.random.default_rng(seed))\n        next_token, finished")),
+]
+
 MORE_CORRECT = [
+    correct(14, "head-on-every-position-then-last",
+            ("self.lm_head(hidden_states[:, -1, :])", "self.lm_head(hidden_states)[:, -1, :]")),
+    correct(14, "append-with-ellipsis",
+            ("self.keys[:, :, :, self.length : self.length + seq_length] = keys",
+             "self.keys[..., self.length : self.length + seq_length, :] = keys"),
+            ("self.values[:, :, :, self.length : self.length + seq_length] = values",
+             "np.copyto(self.values[..., self.length : self.length + seq_length, :], values)")),
     correct(13, "top-k-with-partition",
             ("np.sort(logits, axis=-1)[..., -k, None]", "-np.partition(-logits, k - 1, axis=-1)[..., k - 1, None]")),
     correct(13, "top-p-sorted-descending",
@@ -343,4 +377,4 @@ MORE_CORRECT = [
              "    return (cumulative < u).sum(axis=-1).astype(np.int64)")),
 ]
 
-VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES + LESSON_13_MISTAKES
+VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES + LESSON_13_MISTAKES + LESSON_14_MISTAKES

@@ -25,6 +25,7 @@ LESSONS = {
     11: "`MaxGPT2LMHeadModel`: the language-model head",
     12: "loading HuggingFace weights, temperature, sampling, generation",
     13: "top-k and top-p (nucleus) sampling, stopping at end-of-text",
+    14: "the KV cache: prefill once, then one token per step",
 }
 STEPS = sorted(LESSONS)
 

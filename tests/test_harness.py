@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import torch
 from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
 
@@ -117,3 +118,20 @@ def test_a_check_that_never_ends_is_stopped(tmp_path):
     result = pytest_on(tmp_path, 1, "--check-seconds", "3")
     assert result.returncode == 1
     assert "ran for more than 3 s and was stopped" in result.stdout
+
+
+def test_tensors_that_nothing_uses_are_forgotten_between_checks():
+    """MAX's global graph keeps every realized tensor; conftest.py lets it
+    forget the unused ones after each check (tools/max_graph.py), and the
+    tensors still in use keep working."""
+    from max.experimental import tensor
+    from max.experimental.tensor import Tensor
+
+    from tools.max_graph import release_unused_tensors
+
+    kept = Tensor.from_dlpack(np.arange(4, dtype=np.float32))
+    for _ in range(300):
+        Tensor.from_dlpack(np.ones(4, np.float32))
+    assert len(tensor.GRAPH.sources) >= 300
+    assert release_unused_tensors() < 10
+    assert np.from_dlpack(kept + Tensor.ones([4])).tolist() == [1.0, 2.0, 3.0, 4.0]

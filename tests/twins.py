@@ -202,10 +202,11 @@ def torch_run(reference, array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def lm_twins(case: Case, seed: int):
-    """A seeded HuggingFace GPT2LMHeadModel and the reference
-    MaxGPT2LMHeadModel holding the same weights (loaded here, not by the
-    lesson's loader). HuggingFace's generate() is set never to stop early."""
+def lm_twins(case: Case, seed: int, ours=None, what: str = "reference model"):
+    """A seeded HuggingFace GPT2LMHeadModel and a MAX model holding the same
+    weights (loaded here, not by the lesson's loader): ours, or else the
+    reference MaxGPT2LMHeadModel. HuggingFace's generate() is set never to
+    stop early."""
     from transformers import GPT2LMHeadModel
 
     from solutions.solution_11 import MaxGPT2LMHeadModel
@@ -213,8 +214,8 @@ def lm_twins(case: Case, seed: int):
     hf = randomize_(GPT2LMHeadModel(case.hf), seed)
     hf.generation_config.eos_token_id = None
     hf.generation_config.pad_token_id = 0
-    ours = MaxGPT2LMHeadModel(case.max)
-    load_weights(ours, max_state_from_hf(hf), "reference model")
+    ours = MaxGPT2LMHeadModel(case.max) if ours is None else ours
+    load_weights(ours, max_state_from_hf(hf), what)
     return hf, ours
 
 
@@ -244,6 +245,19 @@ class FixedLogits:
 
         batch, seq = np.from_dlpack(ids).shape
         return Tensor.from_dlpack(np.ascontiguousarray(self.logits[:batch, :seq]))
+
+
+class FixedCachedLogits(FixedLogits):
+    """FixedLogits as a compiled cached model (lesson 14) sees it:
+    (ids [batch, seq], cache) -> the logits of the last new position,
+    [batch, vocab], and zero keys and values for the new tokens. config
+    (n_layer, n_head, n_embd) sizes them."""
+
+    def __call__(self, ids, cache):
+        batch, seq = np.shape(ids)
+        c = self.config
+        new = np.zeros((c.n_layer, batch, c.n_head, seq, c.n_embd // c.n_head), dtype=np.float32)
+        return self.logits[:batch, cache.length + seq - 1], new, new
 
 
 # --------------------------------------------------------------------------

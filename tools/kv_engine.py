@@ -1,0 +1,142 @@
+"""Compile lesson 14's cached GPT-2 once, and run it on a KV cache in place.
+
+Lesson 14 teaches the model (CachedGPT2LMHeadModel), the cache (KVCache:
+fixed-size numpy buffers [n_layer, batch, n_head, capacity, head_dim] and
+the number of positions filled) and the loop. This file is the plumbing
+between them, and it is not a lesson: read it when you want to know how
+the fast path is fast.
+
+    compiled = compile_cached_model(model)      # one graph, compiled once
+    cache = KVCache(model.config, batch_size=1, capacity=64)
+    logits, keys, values = compiled(prompt_ids, cache)   # prefill
+    cache.append(keys, values)
+    logits, keys, values = compiled(next_ids, cache)     # one decode step
+
+Why not Module.compile, as in step 12? In MAX 25.7 every Tensor that a
+compiled module returns stays referenced until the process ends. A cache
+handed in and back as Tensors at every step therefore piles up (840 MB
+after 128 tokens at 124M). So this builds the graph the way Module.compile
+does, keeps the engine's own model, and calls it with max.driver tensors,
+which nothing keeps. The cache's numpy buffers are handed over without a
+copy; the graph reads cache[..., :length, :] itself (the length is a
+scalar input), so one graph serves the prefill (any number of tokens,
+length 0) and every decode step (one token, any length): batch, tokens,
+capacity and length are all symbolic. The engine returns only the new
+tokens' keys and values, which KVCache.append writes into the buffers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from max import driver
+from max.dtype import DType
+from max.engine import InferenceSession
+from max.experimental import functional as F
+from max.experimental.tensor import Tensor
+from max.graph import DeviceRef, Graph, TensorType, TensorValue
+from max.nn.module_v3 import Module
+
+
+class CacheWindow(Module):
+    """The filled part of fixed-size cache buffers -> the model's past keys/values."""
+
+    def __init__(self, model: Module):
+        self.model = model
+
+    def __call__(self, input_ids, key_buffer, value_buffer, length):
+        # A slice whose end is known only at run time: a graph TensorValue
+        # bound, and a name for the new symbolic dimension.
+        filled = (slice(0, TensorValue(length)), "past")
+        past_keys = key_buffer[:, :, :, filled, :]  # [n_layer, batch, n_head, past, head_dim]
+        past_values = value_buffer[:, :, :, filled, :]
+        return self.model(input_ids, past_keys, past_values)
+
+
+def build_graph(module: Module, *input_types: TensorType) -> tuple[Graph, dict[str, Any]]:
+    """What Module.compile does before it loads: trace module with its
+    parameters as named external weights. Returns (graph, weights by name)."""
+    weights = dict(module.parameters)
+    with Graph(type(module).__name__, input_types=input_types) as graph:
+        inputs = [Tensor(value=value.tensor) for value in graph.inputs]
+        module.apply_to_parameters(lambda name, t: F.constant_external(name, t.type))
+        try:
+            outputs = module(*inputs)
+        finally:
+            module.apply_to_parameters(lambda name, t: weights[name])
+        graph.output(*((outputs,) if isinstance(outputs, Tensor) else outputs))
+    return graph, weights
+
+
+def share_tied_head(weights: dict[str, Any], head: str, embedding: str) -> None:
+    """GPT-2 ties its LM head to wte. Step 11 keeps a copy of its own; when
+    the two hold the same numbers, hand the engine one array under both
+    names, so a decode step reads those 154 MB (at 124M) once, not twice."""
+    if head in weights and embedding in weights:
+        a, b = np.from_dlpack(weights[head]), np.from_dlpack(weights[embedding])
+        if a.shape == b.shape and np.array_equal(a, b):
+            weights[head] = weights[embedding]
+
+
+class CompiledCachedModel:
+    """A CachedGPT2LMHeadModel compiled once: (input_ids, cache) -> (logits, keys, values).
+
+    input_ids [batch, seq] int64; the cache holds cache.length positions.
+    Returns numpy arrays: logits [batch, vocab_size] of the last new token,
+    keys and values [n_layer, batch, n_head, seq, head_dim] of the new tokens.
+    """
+
+    graphs_compiled = 0  # over the whole process: one per compile_cached_model()
+
+    def __init__(self, model: Module, *, num_threads: int | None = None):
+        self.config = model.config
+        device = model.lm_head.weight.device
+        if device.label != "cpu":
+            raise NotImplementedError("the KV-cache engine runs on the CPU only (its cache lives in host memory)")
+        config, cpu = model.config, DeviceRef.CPU()
+        head_dim = config.n_embd // config.n_head
+        buffer = TensorType(DType.float32, [config.n_layer, "batch", config.n_head, "capacity", head_dim], device=cpu)
+        graph, weights = build_graph(
+            CacheWindow(model),
+            TensorType(DType.int64, ["batch", "seq"], device=cpu),  # the new tokens
+            buffer,  # keys
+            buffer,  # values
+            TensorType(DType.int64, [], device=cpu),  # how many positions are filled
+        )
+        share_tied_head(weights, "model.lm_head.weight", "model.transformer.wte.weight")
+        self.session = InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
+        self.engine_model = self.session.load(graph, weights_registry=weights)
+        self.weights = weights  # the engine reads these arrays in place: keep them alive
+        CompiledCachedModel.graphs_compiled += 1
+
+    def __call__(self, input_ids: Any, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be [batch, seq] with seq >= 1, got shape {list(ids.shape)}")
+        capacity, batch = cache.keys.shape[3], cache.keys.shape[1]
+        if ids.shape[0] != batch:
+            raise ValueError(f"{ids.shape[0]} sequences, but the cache was made for batch_size={batch}")
+        if cache.length + ids.shape[1] > capacity:
+            raise ValueError(
+                f"the cache is full: {cache.length} cached + {ids.shape[1]} new tokens > capacity {capacity}"
+            )
+        outputs = self.engine_model.execute(
+            driver.Tensor.from_numpy(ids),
+            driver.Tensor.from_numpy(self._float32(cache.keys)),
+            driver.Tensor.from_numpy(self._float32(cache.values)),
+            np.int64(cache.length),
+        )
+        logits, keys, values = (np.from_dlpack(t) for t in outputs)
+        return logits, keys, values
+
+    @staticmethod
+    def _float32(buffer: np.ndarray) -> np.ndarray:
+        if buffer.dtype != np.float32 or not buffer.flags.c_contiguous:
+            raise ValueError("the cache buffers must be C-contiguous float32 numpy arrays")
+        return buffer
+
+
+def compile_cached_model(model: Module, *, num_threads: int | None = None) -> CompiledCachedModel:
+    """Compile a CachedGPT2LMHeadModel (weights loaded) for any batch, length and cache size."""
+    return CompiledCachedModel(model, num_threads=num_threads)
