@@ -66,6 +66,16 @@ def warp_logits(
     return scores
 
 
+def check_generation_settings(
+    max_new_tokens: int, temperature: float, do_sample: bool, top_k: int | None, top_p: float | None
+) -> None:
+    """Refuse bad settings with a ValueError before the model runs (given)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if do_sample:
+        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # checks temperature, top_k, top_p
+
+
 def choose_next_token(
     next_logits: np.ndarray,
     temperature: float = 1.0,
@@ -130,10 +140,7 @@ def generate_tokens(
     Returns:
         [batch, seq + n] int64 array, n <= max_new_tokens.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if do_sample:
-        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # check the settings first
+    check_generation_settings(max_new_tokens, temperature, do_sample, top_k, top_p)
     ids = as_token_array(input_ids, model)
     rng = np.random.default_rng(seed)
     finished = np.zeros(len(ids), dtype=bool)

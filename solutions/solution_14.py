@@ -23,7 +23,7 @@ from solutions.solution_09 import GPT2Block
 from solutions.solution_10 import GPT2Model
 from solutions.solution_11 import MaxGPT2LMHeadModel
 from solutions.solution_12 import as_token_array
-from solutions.solution_13 import choose_next_token, pad_finished, warp_logits
+from solutions.solution_13 import check_generation_settings, choose_next_token, pad_finished
 
 
 class CachedGPT2Attention(GPT2MultiHeadAttention):
@@ -136,10 +136,7 @@ def generate_tokens_cached(
     model: a compiled cached model, (input_ids, cache) -> (logits, keys, values).
     Returns [batch, seq + n] int64, n <= max_new_tokens.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if do_sample:
-        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # check the settings first
+    check_generation_settings(max_new_tokens, temperature, do_sample, top_k, top_p)
     ids = as_token_array(input_ids, model)
     batch_size, prompt_length = ids.shape
     if prompt_length + max_new_tokens > model.config.n_positions:

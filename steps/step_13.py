@@ -169,6 +169,16 @@ def warp_logits(
     return None
 
 
+def check_generation_settings(
+    max_new_tokens: int, temperature: float, do_sample: bool, top_k: int | None, top_p: float | None
+) -> None:
+    """Refuse bad settings with a ValueError before the model runs (given)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if do_sample:
+        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # checks temperature, top_k, top_p
+
+
 def choose_next_token(
     next_logits: np.ndarray,
     temperature: float = 1.0,
@@ -246,11 +256,8 @@ def generate_tokens(
     Returns:
         [batch, seq + n] int64 array, n <= max_new_tokens.
     """
-    # Given: the checks of step 12, and of the sampling settings before any model call.
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if do_sample:
-        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # check the settings first
+    # Given: bad settings stop here, before any model call.
+    check_generation_settings(max_new_tokens, temperature, do_sample, top_k, top_p)
 
     # TODO: The prompt as ids, ONE generator, and no sequence finished yet
     # Hint: ids = as_token_array(input_ids, model)

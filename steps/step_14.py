@@ -78,7 +78,7 @@ from solutions.solution_07 import GPT2MultiHeadAttention
 from solutions.solution_09 import GPT2Block
 from solutions.solution_10 import GPT2Model
 from solutions.solution_11 import MaxGPT2LMHeadModel
-from solutions.solution_13 import warp_logits
+from solutions.solution_13 import check_generation_settings
 
 # TODO: Import what your code below uses (the lines above are given)
 # Hint: import math
@@ -239,11 +239,8 @@ def generate_tokens_cached(
     model: a compiled cached model, (input_ids, cache) -> (logits, keys, values).
     Returns [batch, seq + n] int64, n <= max_new_tokens.
     """
-    # Given: the checks of step 13, and room for every token in the cache.
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if do_sample:
-        warp_logits(np.zeros((1, 1)), temperature, top_k, top_p)  # check the settings first
+    # Given: bad settings stop here, before any model call (step 13).
+    check_generation_settings(max_new_tokens, temperature, do_sample, top_k, top_p)
 
     # TODO: The prompt as ids; refuse a prompt plus new tokens beyond the context
     # Hint: ids = as_token_array(input_ids, model)
