@@ -4,8 +4,14 @@ examples:
   python generate.py --prompt "The meaning of life is"          # gpt2 from the hub (cached after the first run)
   python generate.py --model ./my-gpt2 --greedy --compare       # a saved model, checked against HuggingFace
   echo "Once upon a time" | python generate.py --prompt - --seed 7 --top-p 0.9
-  python generate.py --steps                                    # YOUR steps/step_12.py and step_13.py
+  python generate.py --steps                                    # YOUR steps/step_12.py, 13 and 14
+  python generate.py --steps --no-cache                         # YOUR steps 12 and 13 only, no KV cache
   python generate.py --json --greedy --max-new-tokens 20        # one JSON line for scripts
+
+It decodes with the KV cache of lesson 14 by default: the prompt goes
+through the model once, then each new token alone. --no-cache takes lesson
+12's path instead: the whole sequence through the model for every token
+(slower, the same tokens).
 
 The text streams to stdout as it is written, after the prompt; progress,
 timings and errors go to stderr. Context limit: the prompt's tokens plus
@@ -34,20 +40,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tools.checkpoint import CheckpointError  # noqa: E402  (light: no transformers yet)
+from tools.cli import BadInput, OneLineParser  # noqa: E402
 from tools.generation import Sampling, context_problem  # noqa: E402
 from tools.steps import StepsNotReady  # noqa: E402
 
 DEFAULT_PROMPT = "The meaning of life is"
 COMPILE_LABEL = "compiling the model (a minute or two the first time; later runs reuse MAX's cache)"
-
-
-class BadInput(Exception):
-    """Input generate.py refuses; the message is one line."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        raise BadInput(f"{message} (python generate.py --help lists the options)")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -59,8 +57,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return super()._get_help_string(action)
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="generate.py", description=__doc__, formatter_class=HelpFormatter)
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="generate.py", description=__doc__, formatter_class=HelpFormatter)
     where = p.add_argument_group("model")
     where.add_argument(
         "--model", "--model-dir", dest="model", default="gpt2", metavar="NAME",
@@ -69,11 +67,14 @@ def build_parser() -> Parser:
     )
     where.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                        help="where MAX runs the model; gpu needs one that MAX sees")
+    where.add_argument("--no-cache", action="store_true",
+                       help="lesson 12's path: run the whole sequence through the model for every new token "
+                       "(default: off, i.e. the KV cache of lesson 14: the prompt once, then one token per step)")
     where.add_argument("--steps", action="store_true",
-                       help="use YOUR steps/step_12.py and steps/step_13.py instead of the solutions "
-                       "(refused while a TODO is open) (default: off)")
+                       help="use YOUR steps/step_12.py, step_13.py and step_14.py (only 12 and 13 with "
+                       "--no-cache) instead of the solutions (refused while a TODO is open) (default: off)")
     where.add_argument("--steps-dir", type=Path, default=None, metavar="DIR",
-                       help="for maintainers and tests: read step_12.py and step_13.py from DIR "
+                       help="for maintainers and tests: read the step_NN.py files from DIR "
                        "(implies --steps) (default: steps/)")
 
     text = p.add_argument_group("prompt")
@@ -110,8 +111,8 @@ def build_parser() -> Parser:
     out.add_argument("--json", action="store_true",
                      help="print only one JSON object on stdout (no streamed text): prompt_ids, "
                      "generated_ids (new tokens only, with the end-of-text token when it stopped there), "
-                     "text (the new text only), finish_reason, compile_seconds, tokens_per_second, ... "
-                     "(default: off)")
+                     "text (the new text only), finish_reason, kv_cache (true: lesson 14's path), compile_seconds, "
+                     "tokens_per_second, ... (default: off)")
     out.add_argument("--compare", action="store_true",
                      help="with --greedy: also run HuggingFace generate() on the same weights and say "
                      "whether every new token is the same (exit 1 if not) (default: off)")
@@ -145,6 +146,8 @@ def check_options(args) -> Sampling:
         raise BadInput(f"--seed must be >= 0, got {args.seed}")
     if args.compare and args.do_sample:
         raise BadInput("--compare needs --greedy: sampled text is random on both sides")
+    if args.device == "gpu" and not args.no_cache:
+        raise BadInput("--device gpu needs --no-cache: the KV cache of lesson 14 runs on the CPU only here")
     return settings
 
 
@@ -243,7 +246,9 @@ def run(argv, stdout, stdin=None) -> int:
 
     with progress(f"loading {args.model}") as loaded:
         hf_model = ckpt.load_hf_model(found)
-        model = ckpt.build_max_model(ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device)
+        model = ckpt.build_max_model(
+            ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device, code.cached_model
+        )
         if not args.compare:
             hf_model = None
     with progress(COMPILE_LABEL) as compiled_in, ckpt.default_device_for(device):
@@ -255,6 +260,7 @@ def run(argv, stdout, stdin=None) -> int:
         f"{len(result['generated_ids'])} new tokens in {result['seconds']:.2f} s: "
         f"{result['tokens_per_second']:.1f} tokens/s, first token after {result['time_to_first_token_seconds']:.2f} s; "
         f"loading {loaded['seconds']:.1f} s, compiling {compiled_in['seconds']:.1f} s"
+        + ("; KV cache" if code.cached else "; no cache")
         + (f"; seed {seed}" if args.do_sample else "")
         + ("; stopped at end-of-text" if result["finish_reason"] == "eos" else "")
         + "\n"
@@ -266,6 +272,7 @@ def run(argv, stdout, stdin=None) -> int:
         "generated_ids": result["generated_ids"],
         "text": result["text"],
         "finish_reason": result["finish_reason"],
+        "kv_cache": code.cached,
         "do_sample": args.do_sample,
         "temperature": args.temperature if args.do_sample else None,
         "top_k": args.top_k if args.do_sample else None,
@@ -312,14 +319,15 @@ def open_checkpoint(args, prompt: str):
 
 
 def lesson_code(args):
-    """The learner's lesson functions (checked for open TODOs first) or the solutions'."""
+    """The learner's lesson code (checked for open TODOs first) or the solutions',
+    with lesson 14's KV cache unless --no-cache."""
     from tools.generation import reference_code
 
     if not (args.steps or args.steps_dir is not None):
-        return reference_code()
+        return reference_code(cache=not args.no_cache)
     from tools.steps import learner_code
 
-    return learner_code(args.steps_dir or REPO / "steps")
+    return learner_code(args.steps_dir or REPO / "steps", cache=not args.no_cache)
 
 
 def generate(args, compiled, device, code, settings, seed, tokenizer, prompt, prompt_ids, eos, stdout) -> dict:
@@ -327,7 +335,7 @@ def generate(args, compiled, device, code, settings, seed, tokenizer, prompt, pr
     import numpy as np
 
     from tools.checkpoint import default_device_for
-    from tools.generation import FullSequence, IncrementalDecoder, stream_tokens, token_chooser
+    from tools.generation import FullSequence, IncrementalDecoder, KVCached, stream_tokens, token_chooser
 
     choose = token_chooser(settings, np.random.default_rng(seed), code)  # ONE generator for the run
     decoder = IncrementalDecoder(tokenizer)
@@ -336,9 +344,12 @@ def generate(args, compiled, device, code, settings, seed, tokenizer, prompt, pr
     generated: list[int] = []
     first_token = None
     start = time.perf_counter()
+    if code.cached:  # lesson 14: the prompt once, then one token per step
+        model = KVCached(compiled, code.kv_cache, args.max_new_tokens)
+    else:  # lessons 12-13: the whole sequence every step
+        model = FullSequence(compiled, device)
     with default_device_for(device):
-        # Lessons 12-13 run the whole sequence each step; a KV-cache model replaces FullSequence here.
-        for token in stream_tokens(FullSequence(compiled, device), prompt_ids, args.max_new_tokens, choose, eos):
+        for token in stream_tokens(model, prompt_ids, args.max_new_tokens, choose, eos):
             if first_token is None:
                 first_token = time.perf_counter() - start
             generated.append(token)

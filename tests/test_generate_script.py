@@ -1,6 +1,8 @@
 """generate.py end to end, offline, in subprocesses: a small GPT-2 with
 seeded O(1) weights and a byte-level tokenizer (every byte one token, plus
-<|endoftext|>), written with save_pretrained to temporary folders.
+<|endoftext|>), written with save_pretrained to temporary folders. The KV
+cache of lesson 14 is the default path; --no-cache is lesson 12's, and both
+must write the same tokens.
 
 --steps runs on temporary folders of step files through generate.py's
 --steps-dir option: copying the whole repository for each case would be
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.lessons import REPO
-from tests.twins import TOKENIZER_FILES, FixedLogits, save_checkpoint, save_model
+from tests.twins import TOKENIZER_FILES, FixedCachedLogits, FixedLogits, save_checkpoint, save_model
 from tools.offline import offline_env
 
 PROMPT = "Hello"
@@ -115,16 +117,17 @@ def run_json(*args, **kwargs):
 def assert_refused(result, *fragments, stage):
     """Exit 2 and one "error: " line, the last on stderr, with no traceback.
     stage "options" and "checkpoint": refused before anything is loaded, so
-    that line is all of stderr; "weights": after loading, before compiling."""
+    that line is all of stderr; "weights": after loading, before compiling;
+    "compiling": while compiling; None: any of these."""
     lines = result.err.splitlines()
     assert result.returncode == 2, result.err
     assert "Traceback" not in result.err and lines and lines[-1].startswith("error: "), result.err
     assert sum(line.startswith("error: ") for line in lines) == 1, result.err
     for fragment in fragments:
         assert fragment in lines[-1], lines[-1]
-    if stage == "weights":
-        assert "loading" in result.err and "compiling" not in result.err, result.err
-    else:
+    if stage in ("weights", "compiling"):
+        assert "loading" in result.err and ("compiling" in result.err) == (stage == "compiling"), result.err
+    elif stage is not None:
         assert len(lines) == 1, result.err
     if stage == "options":  # no model library is even imported
         assert result.seconds < 15, result.seconds
@@ -139,19 +142,23 @@ def test_help_shows_every_option_its_default_and_the_context_limit():
     text = " ".join(result.out.split())
     for option in ("--model", "--model-dir", "--prompt", "--prompt-file", "--max-new-tokens", "--do-sample",
                    "--greedy", "--temperature", "--top-k", "--top-p", "--seed", "--device", "--steps",
-                   "--ignore-eos", "--json", "--compare"):
+                   "--ignore-eos", "--json", "--compare", "--no-cache"):
         assert option in text
     for default in ("(default: gpt2)", "(default: cpu)", "(default: 30)", "(default: 1.0)", "(default: 50)",
                     "(default: The meaning of life is)", "(default: on)", "(default: off)"):
         assert default in text
     assert "n_positions (1024 for GPT-2)" in text
     assert "no streamed text" in text  # --json's choice
+    assert "It decodes with the KV cache of lesson 14 by default" in text
+    assert "--no-cache lesson 12's path" in text and "(default: off, i.e. the KV cache of lesson 14" in text
 
 
-def test_greedy_json_matches_huggingface_generate(model_dir, tokenizer):
-    record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 24, "--greedy")
+@pytest.mark.parametrize("path", [(), ("--no-cache",)], ids=["kv-cache", "no-cache"])
+def test_greedy_json_matches_huggingface_generate(model_dir, tokenizer, path):
+    record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 24, "--greedy", *path)
     prompt_ids = tokenizer(PROMPT)["input_ids"]
     expected = hf_greedy(model_dir, prompt_ids, 24, eos=tokenizer.eos_token_id)
+    assert record["kv_cache"] == (not path)
     assert record["prompt_ids"] == prompt_ids
     assert record["generated_ids"] == expected
     assert record["text"] == tokenizer.decode(expected, skip_special_tokens=True)
@@ -196,31 +203,38 @@ def test_stops_at_end_of_text_unless_ignore_eos(eos_dir):
 
 
 def test_seeded_sampling_is_reproducible(model_dir, tmp_path):
-    """The same seed gives the same tokens; the prompt from a file and from
-    stdin is the same prompt (one final newline dropped)."""
+    """The same seed gives the same tokens, with the KV cache and without;
+    the prompt from a file and from stdin is the same prompt (one final
+    newline dropped)."""
     (tmp_path / "prompt.txt").write_text("Hi\n")
     args = ("--model", model_dir, "--max-new-tokens", 16, "--seed", 3,
             "--temperature", "0.9", "--top-k", 20, "--top-p", "0.95", "--ignore-eos")
     first = run_json(*args, "--prompt-file", tmp_path / "prompt.txt")
     second = run_json(*args, "--prompt", "-", stdin=b"Hi\n")
+    no_cache = run_json(*args, "--prompt", "Hi", "--no-cache")
     assert first["prompt"] == second["prompt"] == "Hi"
-    assert first["generated_ids"] == second["generated_ids"] and first["seed"] == 3
-    assert len(first["generated_ids"]) == 16
+    assert first["generated_ids"] == second["generated_ids"] == no_cache["generated_ids"] and first["seed"] == 3
+    assert len(first["generated_ids"]) == 16 and first["kv_cache"] and not no_cache["kv_cache"]
 
 
 def test_one_generator_draws_as_the_lesson_does():
     """stream_tokens with ONE seeded generator picks the tokens
-    solution_13.generate_tokens picks with the same seed (batch 1)."""
+    solution_13.generate_tokens picks with the same seed (batch 1), with
+    lesson 12's loop (FullSequence) and with the KV cache (KVCached)."""
+    from solutions.solution_01 import GPT2Config
     from solutions.solution_13 import generate_tokens
-    from tools.generation import FullSequence, Sampling, reference_code, stream_tokens, token_chooser
+    from solutions.solution_14 import KVCache
+    from tools.generation import FullSequence, KVCached, Sampling, reference_code, stream_tokens, token_chooser
 
-    logits = FixedLogits(np.random.default_rng(8).normal(0, 2, (1, 40, 30)))
+    values = np.random.default_rng(8).normal(0, 2, (1, 40, 30))
+    config = GPT2Config(vocab_size=30, n_positions=40, n_embd=4, n_layer=1, n_head=2)
     prompt = np.array([[1, 2, 3]])
     for settings in (Sampling(True, 0.8, 10, 0.9), Sampling(True, 1.5), Sampling(False)):
-        expected = generate_tokens(logits, prompt, 20, settings.temperature, settings.do_sample,
+        expected = generate_tokens(FixedLogits(values), prompt, 20, settings.temperature, settings.do_sample,
                                    top_k=settings.top_k, top_p=settings.top_p, eos_token_id=7, seed=5)[0, 3:]
-        choose = token_chooser(settings, np.random.default_rng(5), reference_code())
-        assert list(stream_tokens(FullSequence(logits), prompt[0], 20, choose, [7])) == expected.tolist()
+        for model in (FullSequence(FixedLogits(values)), KVCached(FixedCachedLogits(values, config), KVCache, 20)):
+            choose = token_chooser(settings, np.random.default_rng(5), reference_code(cache=False))
+            assert list(stream_tokens(model, prompt[0], 20, choose, [7])) == expected.tolist(), model
 
 
 def test_incremental_decoding_waits_for_whole_characters(tokenizer):
@@ -250,45 +264,61 @@ def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
 
 STEP_FILES = {
     "skeleton 12": REPO / "steps" / "step_12.py",  # as shipped: run the suite on a clean checkout
-    "solution 12": REPO / "solutions" / "solution_12.py",
-    "solution 13": REPO / "solutions" / "solution_13.py",
+    "skeleton 14": REPO / "steps" / "step_14.py",
+    **{f"solution {n}": REPO / "solutions" / f"solution_{n}.py" for n in (12, 13, 14)},
+}
+# "unfinished NN": solution NN with one line still a placeholder.
+UNFINISHED = {
+    "unfinished 13": ("solution 13", "    return scores\n", "    return None  # TODO\n"),
+    "unfinished 14": ("solution 14", "self.keys = np.zeros(", "self.keys = None  # TODO np.zeros("),
+    "unfinished 14 call": ("solution 14", "        return logits, keys, values\n", "        return None  # TODO\n"),
 }
 
 
-def steps_folder(tmp_path, step_12, step_13):
-    """step_12.py and step_13.py in tmp_path; "unfinished 13" is solution_13
-    with warp_logits's last line still a placeholder."""
-    for name, which in (("step_12.py", step_12), ("step_13.py", step_13)):
-        if which == "unfinished 13":
-            source = STEP_FILES["solution 13"].read_text()
-            assert source.count("    return scores\n") == 1
-            (tmp_path / name).write_text(source.replace("    return scores\n", "    return None  # TODO\n"))
+def steps_folder(tmp_path, *files):
+    """step_12.py, step_13.py and step_14.py in tmp_path, from STEP_FILES or UNFINISHED (None: no file)."""
+    for step, which in zip((12, 13, 14), files):
+        if which in UNFINISHED:
+            source, old, new = UNFINISHED[which]
+            text = STEP_FILES[source].read_text()
+            assert text.count(old) == 1, which
+            (tmp_path / f"step_{step}.py").write_text(text.replace(old, new))
         elif which is not None:
-            shutil.copy(STEP_FILES[which], tmp_path / name)
+            if not STEP_FILES[which].is_file():
+                pytest.skip(f"{STEP_FILES[which]} is not written yet")
+            shutil.copy(STEP_FILES[which], tmp_path / f"step_{step}.py")
     return tmp_path
 
 
-def test_steps_runs_the_learners_files(model_dir, tmp_path, tokenizer):
-    folder = steps_folder(tmp_path, "solution 12", "solution 13")
+@pytest.mark.parametrize("step_14, path", [("solution 14", ()), (None, ("--no-cache",))], ids=["kv-cache", "no-cache"])
+def test_steps_runs_the_learners_files(model_dir, tmp_path, tokenizer, step_14, path):
+    """With the cache, --steps needs step 12, 13 and 14; with --no-cache, step 12 and 13 only."""
+    folder = steps_folder(tmp_path, "solution 12", "solution 13", step_14)
     record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 8, "--greedy",
-                      "--ignore-eos", "--steps-dir", folder)
+                      "--ignore-eos", "--steps-dir", folder, *path)
     assert record["generated_ids"] == hf_greedy(model_dir, tokenizer(PROMPT)["input_ids"], 8, eos=None)
+    assert record["kv_cache"] == (not path)
 
 
 @pytest.mark.parametrize(
-    "step_12, step_13, where, what",
+    "files, where, what, stage",
     [
-        ("skeleton 12", "solution 13", "step_12.py", "TODO still open"),
-        ("solution 12", "unfinished 13", "step_13.py", "warp_logits"),
-        ("solution 12", None, "step_13.py", "does not exist"),
+        (("skeleton 12", "solution 13", "solution 14"), "step_12.py", "TODO still open", "checkpoint"),
+        (("solution 12", "unfinished 13", "solution 14"), "step_13.py", "warp_logits", "checkpoint"),
+        (("solution 12", None, "solution 14"), "step_13.py", "does not exist", "checkpoint"),
+        (("solution 12", "solution 13", None), "step_14.py", "does not exist", "checkpoint"),
+        (("solution 12", "solution 13", "unfinished 14"), "step_14.py", "KVCache", "checkpoint"),
+        (("solution 12", "solution 13", "unfinished 14 call"), "step_14.py", "compiling", "compiling"),
+        (("solution 12", "solution 13", "skeleton 14"), "step_14.py", "TODO still open", None),
     ],
 )
-def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, step_12, step_13, where, what):
-    folder = steps_folder(tmp_path, step_12, step_13)
+def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, files, where, what, stage):
+    """A step 14 that is not ready suggests --no-cache, which needs only step 12 and 13."""
+    folder = steps_folder(tmp_path, *files)
     result = run("--model", model_dir, "--greedy", "--steps-dir", folder)
-    assert_refused(result, where, what, stage="checkpoint")
+    assert_refused(result, where, what, *(["--no-cache"] if where == "step_14.py" else []), stage=stage)
     if what != "does not exist":
-        assert result.err.startswith(f"error: TODO still open in {folder / where}: "), result.err
+        assert result.err.splitlines()[-1].startswith(f"error: TODO still open in {folder / where}: "), result.err
 
 
 # --- bad input: one line, exit 2, refused before loading where possible -----------------
@@ -310,6 +340,7 @@ def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, step_12, step_1
         (["--max-new-tokens", "0"], b"", ["--max-new-tokens must be at least 1"]),
         (["--prompt", "-"], b"caf\xe9", ["stdin is not valid UTF-8", "0xe9"]),
         (["--prompt", "x", "--compare"], b"", ["--compare needs --greedy"]),
+        (["--device", "gpu"], b"", ["--device gpu needs --no-cache"]),
         (["--top-k", "many"], b"", ["--top-k", "invalid int value"]),
         (["--model", "/nonexistent/gpt2"], b"", ["no such folder: /nonexistent/gpt2"]),
     ],
@@ -351,5 +382,5 @@ def test_gpu_without_one_is_refused():
 
     if accelerator_count() > 0:
         pytest.skip("this machine has a GPU")
-    assert_refused(run("--device", "gpu"), "--device gpu", "no GPU", stage="checkpoint")
+    assert_refused(run("--device", "gpu", "--no-cache"), "--device gpu", "no GPU", stage="checkpoint")
 

@@ -268,22 +268,25 @@ def build_max_model(
     config,
     load_hf_weights: Callable | None = None,
     device=None,
+    model_class: Callable | None = None,
 ):
     """A MaxGPT2LMHeadModel (solutions/solution_11.py) holding state_dict.
 
     load_hf_weights: the loader to use (default: solutions/solution_12.py's;
         generate.py --steps passes the learner's).
+    model_class: another GPT-2 with the same parameters to build instead,
+        such as lesson 14's CachedGPT2LMHeadModel.
     device: a max.driver device (default CPU). The model is built with that
         device and float32 as MAX's defaults (on a GPU machine MAX would
         otherwise pick the GPU and bfloat16), and its weights are moved there.
     Compile it inside default_device_for(device) as well.
     """
-    from solutions.solution_11 import MaxGPT2LMHeadModel
-
+    if model_class is None:
+        from solutions.solution_11 import MaxGPT2LMHeadModel as model_class
     if load_hf_weights is None:
         from solutions.solution_12 import load_hf_weights
     with default_device_for(device) as chosen:
-        model = MaxGPT2LMHeadModel(config)
+        model = model_class(config)
         load_hf_weights(model, state_dict)
         if chosen.label != "cpu":
             model.to(chosen)

@@ -4,22 +4,24 @@ loop of generate.py, kept free of argparse so other commands can reuse it.
     settings = Sampling(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)
     problem = settings.problem()                       # None, or what is wrong
     choose = token_chooser(settings, np.random.default_rng(seed), code)
-    for token in stream_tokens(FullSequence(compiled), prompt_ids, 30, choose, eos_ids):
+    model = KVCached(compiled, code.kv_cache, 30)      # or FullSequence(compiled)
+    for token in stream_tokens(model, prompt_ids, 30, choose, eos_ids):
         print(decoder.push(token), end="", flush=True)
 
 The model call sits behind two methods, prefill(prompt) and decode(token),
-each returning the next position's logits. FullSequence does what lessons
-12 and 13 do: it runs the compiled model over the whole sequence every
-time. A KV-cache model (lesson 14) is another class with the same two
-methods, processing the prompt once and then one token per call;
-stream_tokens does not change.
+each returning the next position's logits (NextTokenLogits). KVCached is
+lesson 14: the prompt goes through the model once, filling a KV cache, and
+then each decode step runs one token. FullSequence is lessons 12 and 13: it
+runs the whole sequence every time. stream_tokens is the same for both, and
+the token is drawn by lesson 13's choose_next_token, the one place that
+draws.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,41 +75,56 @@ def context_problem(
 
 @dataclass(frozen=True)
 class LessonCode:
-    """The lesson functions the loop uses: the reference solutions' or the learner's."""
+    """The lesson code the loop uses: the reference solutions' or the learner's.
+
+    With the KV cache (lesson 14), cached_model and kv_cache are its
+    CachedGPT2LMHeadModel and KVCache, and compile_model is
+    tools/kv_engine.py's compile_cached_model (for KVCached). Without it,
+    they are None and compile_model is lesson 12's (for FullSequence)."""
 
     load_hf_weights: Callable
     compile_model: Callable
-    softmax_with_temperature: Callable
-    warp_logits: Callable
+    choose_next_token: Callable
+    cached_model: Callable | None = None
+    kv_cache: Callable | None = None
+
+    @property
+    def cached(self) -> bool:
+        return self.cached_model is not None
 
 
-def reference_code() -> LessonCode:
-    """The functions of solutions/solution_12.py and solution_13.py."""
+def reference_code(cache: bool = True) -> LessonCode:
+    """solutions/solution_12.py and solution_13.py, and with cache solution_14.py."""
     from solutions import solution_12, solution_13
 
-    return LessonCode(
-        solution_12.load_hf_weights,
-        solution_12.compile_model,
-        solution_12.softmax_with_temperature,
-        solution_13.warp_logits,
+    code = LessonCode(solution_12.load_hf_weights, solution_12.compile_model, solution_13.choose_next_token)
+    if not cache:
+        return code
+    from solutions import solution_14
+    from tools.kv_engine import compile_cached_model
+
+    return replace(
+        code,
+        compile_model=compile_cached_model,
+        cached_model=solution_14.CachedGPT2LMHeadModel,
+        kv_cache=solution_14.KVCache,
     )
 
 
 def token_chooser(settings: Sampling, rng: np.random.Generator, code: LessonCode) -> Callable[[np.ndarray], int]:
-    """A function from one row of logits [vocab] to the next token id.
-
-    Greedy: the argmax. Sampling: warp_logits (temperature, then top-k, then
-    top-p, HuggingFace's order), softmax, and one draw from rng, exactly as
-    solution_13.generate_next_token draws for a batch of one. Pass ONE rng
-    for the whole run: the same seed then gives the same tokens.
+    """A function from one row of logits [vocab] to the next token id:
+    code.choose_next_token (lesson 13) on a batch of one, so that greedy is
+    its argmax and sampling its draw (temperature, top-k, top-p, softmax),
+    exactly as generate_tokens draws. Pass ONE rng for the whole run: the
+    same seed then gives the same tokens.
     """
-    if not settings.do_sample:
-        return lambda logits: int(np.argmax(logits))
 
     def choose(logits: np.ndarray) -> int:
-        scores = code.warp_logits(logits[None, :], settings.temperature, settings.top_k, settings.top_p)
-        probs = code.softmax_with_temperature(scores, 1.0)[0]
-        return int(rng.choice(len(probs), p=probs))
+        token = code.choose_next_token(
+            logits[None, :], settings.temperature, settings.do_sample,
+            top_k=settings.top_k, top_p=settings.top_p, rng=rng,
+        )
+        return int(token[0])
 
     return choose
 
@@ -154,6 +171,33 @@ class FullSequence:
             on_device = Tensor(storage=DriverTensor.from_numpy(ids).to(self.device))
             logits = self.compiled(on_device).driver_tensor.to(CPU()).to_numpy()
         return np.array(logits[0, -1], dtype=np.float32)
+
+
+class KVCached:
+    """Lesson 14: the prompt goes through the model once (prefill), filling
+    a KV cache of batch 1 with room for the prompt and max_new_tokens; each
+    decode runs only the new token. compiled: tools/kv_engine.py's
+    compile_cached_model, (ids [1, seq], cache) -> (logits [1, vocab], keys,
+    values); kv_cache: the KVCache class, (config, batch_size, capacity)."""
+
+    def __init__(self, compiled: Callable, kv_cache: Callable, max_new_tokens: int):
+        self.compiled = compiled
+        self.kv_cache = kv_cache
+        self.max_new_tokens = max_new_tokens
+        self.cache = None
+
+    def prefill(self, prompt_ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(prompt_ids, dtype=np.int64).reshape(1, -1)
+        self.cache = self.kv_cache(self.compiled.config, 1, ids.shape[1] + self.max_new_tokens)
+        return self._run(ids)
+
+    def decode(self, token: int) -> np.ndarray:
+        return self._run(np.array([[token]], dtype=np.int64))
+
+    def _run(self, ids: np.ndarray) -> np.ndarray:
+        logits, keys, values = self.compiled(ids, self.cache)
+        self.cache.append(keys, values)
+        return np.array(logits[0], dtype=np.float32)
 
 
 def stream_tokens(

@@ -1,18 +1,24 @@
-"""generate.py --steps: the learner's own steps/step_12.py and step_13.py
-instead of the reference solutions, refused while a TODO is still open.
+"""generate.py --steps: the learner's own steps/step_12.py, step_13.py and
+(with the KV cache, generate.py's default) step_14.py instead of the
+reference solutions, refused while a TODO is still open; serve.py --steps:
+step_14.py.
 
 The files are imported through the checks' own machinery (tests/loading.py:
 Lesson), and every function the lessons ask for is called once on small
 inputs (a stand-in model with fixed logits, a 1-layer model 8 wide), in
 task order: a placeholder left in place shows up in seconds, with the same
 "TODO still open in steps/step_NN.py: ..." message the checks give, before
-any checkpoint is loaded or compiled. These calls look for unfinished code,
-not for wrong numbers: `pixi run s12` / `pixi run s13` check those.
+any checkpoint is loaded or compiled (a TODO in lesson 14's __call__
+methods shows up when the real model compiles, with the same message).
+These calls look for unfinished code, not for wrong numbers: `pixi run s12`,
+`s13` and `s14` check those.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +131,15 @@ def _check_step_13(lesson, loading) -> None:
         warped = np.asarray(lesson.call(doing, f, logits, *args), dtype=np.float64)
         if warped.shape != logits.shape:
             loading.fail(f"{lesson.shown}: {doing} returned shape {list(warped.shape)}, not {list(logits.shape)}")
+    choose_next_token = lesson.get("choose_next_token")  # generate.py draws every token with it
+    for do_sample in (False, True):
+        doing = f"choose_next_token(logits, 0.7, do_sample={do_sample}, top_k=3, top_p=0.9, rng=rng)"
+        tokens = np.asarray(lesson.call(doing, choose_next_token, logits, 0.7, do_sample, top_k=3, top_p=0.9,
+                                        rng=np.random.default_rng(0)))
+        ok = tokens.shape == (2,) and np.issubdtype(tokens.dtype, np.integer) and np.all((tokens >= 0) & (tokens < 7))
+        if not ok:
+            loading.fail(f"{lesson.shown}: {doing} returned {tokens.tolist()}, not one token id per row of "
+                         "logits [2, 7]; run the step's check (pixi run s13)")
     generate_tokens = lesson.get("generate_tokens")
     stand_in = _FixedLogits(np.random.default_rng(4).normal(0, 1, (1, 16, 11)))
     prompt = np.array([[1, 2, 3]], dtype=np.int64)
@@ -136,10 +151,23 @@ def _check_step_13(lesson, loading) -> None:
         _new_tokens(lesson, loading, doing, tokens, prompt, 3)
 
 
-def learner_code(steps_dir: Path) -> LessonCode:
-    """load_hf_weights, compile_model and softmax_with_temperature from
-    steps_dir/step_12.py, warp_logits from step_13.py, once every function
-    of both lessons runs. Raises StepsNotReady with a one-line message."""
+@contextlib.contextmanager
+def _suggest_no_cache():
+    """A StepsNotReady of lesson 14, with generate.py's way around it."""
+    try:
+        yield
+    except StepsNotReady as err:
+        raise StepsNotReady(
+            f"{err} | or add --no-cache: without the KV cache, --steps needs only step_12.py and step_13.py"
+        ) from None
+
+
+def learner_code(steps_dir: Path, cache: bool = True) -> LessonCode:
+    """load_hf_weights and compile_model from steps_dir/step_12.py,
+    choose_next_token from step_13.py, and with cache CachedGPT2LMHeadModel
+    and KVCache from step_14.py (compiled by tools/kv_engine.py), once every
+    function of those lessons runs. Raises StepsNotReady with a one-line
+    message; step 14's suggest generate.py --no-cache, which needs only 12 and 13."""
     loading = _checker()
     code = {}
     for step, check in ((12, _check_step_12), (13, _check_step_13)):
@@ -162,9 +190,77 @@ def learner_code(steps_dir: Path) -> LessonCode:
         except loading.LessonFailure as failure:
             raise StepsNotReady(one_line(str(failure))) from None
 
-    return LessonCode(
+    lessons = LessonCode(
         load_hf_weights=load_hf_weights,
         compile_model=step_12.get("compile_model"),
-        softmax_with_temperature=step_12.get("softmax_with_temperature"),
-        warp_logits=step_13.get("warp_logits"),
+        choose_next_token=step_13.get("choose_next_token"),
     )
+    if not cache:
+        return lessons
+    with _suggest_no_cache():
+        cached_model, kv_cache, compile_cached = learner_cached_code(steps_dir)
+
+    def compile_model(model):
+        with _suggest_no_cache():
+            return compile_cached(model)
+
+    return replace(lessons, compile_model=compile_model, cached_model=cached_model, kv_cache=kv_cache)
+
+
+# --------------------------------------------------------------------------
+# Lesson 14 (the KV cache), for serve.py --steps
+# --------------------------------------------------------------------------
+
+
+def _check_step_14(lesson, loading) -> None:
+    """Build the learner's CachedGPT2LMHeadModel and KVCache on a 1-layer
+    model 8 wide; nothing is compiled here (the server compiles the model
+    and reports what fails there the same way: learner_cached_code)."""
+    from solutions.solution_01 import GPT2Config
+    from solutions.solution_14 import CachedGPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2)
+    doing = "CachedGPT2LMHeadModel(config)"
+    with lesson.learner_code(doing):
+        names = {name for name, _ in lesson.get("CachedGPT2LMHeadModel")(config).parameters}
+    missing = sorted({name for name, _ in CachedGPT2LMHeadModel(config).parameters} - names)
+    if missing:
+        lesson.fail_open_todo(f"{doing} has no parameters {', '.join(missing[:3])}: keep GPT-2's layers")
+    doing = "KVCache(config, batch_size=2, capacity=5)"
+    with lesson.learner_code(doing):
+        cache = lesson.get("KVCache")(config, 2, 5)
+    if getattr(cache, "keys", None) is None or getattr(cache, "values", None) is None:
+        lesson.fail_open_todo(f"{doing} leaves keys or values as None: create both buffers")
+    doing += ", then append(keys, values) of 3 tokens"
+    new = np.ones((1, 2, 2, 3, 4), dtype=np.float32)  # [n_layer, batch, n_head, seq, head_dim]
+    with lesson.learner_code(doing):
+        cache.append(new, 2 * new)
+        filled = [np.asarray(cache.keys)[:, :, :, :3], np.asarray(cache.values)[:, :, :, :3], cache.length]
+    if not (np.array_equal(filled[0], new) and np.array_equal(filled[1], 2 * new) and filled[2] == 3):
+        loading.fail(f"{lesson.shown}: {doing} does not hold them with length 3; run its check (pixi run s14)")
+
+
+def learner_cached_code(steps_dir: Path):
+    """CachedGPT2LMHeadModel and KVCache from steps_dir/step_14.py, once they
+    build (open TODOs refused with the checks' message), and a compile
+    function that reports the learner's errors the same way. Raises
+    StepsNotReady with a one-line message."""
+    from tools.kv_engine import compile_cached_model
+
+    loading = _checker()
+    lesson = loading.Lesson(14, Path(steps_dir) / "step_14.py")
+    if not lesson.path.is_file():
+        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_14.py")
+    try:
+        _check_step_14(lesson, loading)
+    except loading.LessonFailure as failure:
+        raise StepsNotReady(one_line(str(failure))) from None
+
+    def compile_model(model):
+        try:
+            with lesson.learner_code("compiling CachedGPT2LMHeadModel"):
+                return compile_cached_model(model)
+        except loading.LessonFailure as failure:
+            raise StepsNotReady(one_line(str(failure))) from None
+
+    return lesson.get("CachedGPT2LMHeadModel"), lesson.get("KVCache"), compile_model
