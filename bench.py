@@ -1,114 +1,618 @@
-"""Time the course's GPT-2 on MAX against HuggingFace transformers (PyTorch).
+"""Time the course's GPT-2 on MAX against HuggingFace transformers (PyTorch), with and without the KV cache.
 
-    python bench.py                   # full GPT-2 124M, fp32, batch 1
-    python bench.py --lengths 16 64   # other sequence lengths
+examples:
+  python bench.py                  # GPT-2 124M, float32, batch 1, 2 threads: a readable table
+  python bench.py --json           # the same, and one JSON object as the last stdout line
+  python bench.py --quick --json   # a small config and 2 repeats: seconds, for tests
 
-Both models hold the same random weights (no download). It reports the
-compile time, one forward pass over the whole sequence at each length, and
-greedy generation per token, with the best and median of several runs.
-Figures depend on the machine; run it on yours.
+What it measures, with the same random O(1)-scale weights in every model
+(tests/twins.py randomize_; nothing is downloaded) and the same number of
+threads for torch and MAX:
+  - compile time of each MAX graph (MAX caches compiled graphs on disk, so a
+    second run mostly loads them);
+  - one forward pass over 16, 64 and 256 tokens: MAX (solution_12.compile_model,
+    which returns the last position's logits) against HuggingFace
+    GPT2LMHeadModel (all positions' logits);
+  - greedy generation of 64 and 256 new tokens after a 16-token prompt, never
+    stopping at end-of-text: MAX without a cache (solution_13.generate_tokens,
+    the whole sequence at every step), MAX with the KV cache
+    (solution_14.generate_tokens_cached) and HuggingFace generate() with its
+    cache: tokens/s over the whole call and decode ms per token (the median
+    step). All three must choose the same tokens, or no speed is reported;
+  - the memory-bandwidth floor of a decode step: the bytes it must read (every
+    weight once; the LM head is wte, counted once) over the bandwidth of a
+    large torch.sum measured here;
+  - peak memory (VmHWM) of a separate process generating 512 tokens with the
+    cache, against its peak after the first 32 (the limit is 10 % more).
+
+Contenders run interleaved, each round after the CPUs have been idle for a
+second (at most --idle-wait seconds of waiting); figures are medians of
+--repeats runs. Progress goes to stderr.
+
+Exit codes: 0 done; 1 the contenders disagree (different tokens or logits:
+no speed is reported); 2 bad input (one line starting with "error: " on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import shlex
 import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.cli import BadInput, OneLineParser  # noqa: E402
+from tools.offline import go_offline  # noqa: E402
+
+FULL = {}  # GPT-2 124M: the config's defaults
+QUICK = dict(n_embd=64, n_head=4, n_layer=2, vocab_size=1000, n_positions=128)
+SEED = 0
+EARLY_TOKENS = 32  # the memory check compares the peak after this many tokens with the one at the end
+MEMORY_LIMIT = 1.10
+DEFAULTS = dict(  # option: (full run, --quick)
+    repeats=(5, 2),
+    lengths=([16, 64, 256], [16, 64]),
+    new_tokens=([64, 256], [8, 32]),
+    memory_tokens=(512, 96),
+    idle_wait=(30.0, 0.0),
+    bandwidth_mib=(1024, 256),
+)
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """(best, median) seconds of fn() over repeats runs, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+class Disagreement(Exception):
+    """The contenders computed different things; the message is one line."""
 
 
-def rss_mb() -> float:
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    full, quick = ({k: v[i] for k, v in DEFAULTS.items()} for i in (0, 1))
+
+    def default(name):
+        return f"(default: {full[name]}; with --quick: {quick[name]})"
+
+    p.add_argument("--quick", action="store_true",
+                   help="a small config (64 wide, 2 layers, vocabulary 1000) and the --quick defaults below")
+    p.add_argument("--threads", type=int, default=2, help="threads for torch and for MAX's session (default: 2)")
+    p.add_argument("--repeats", type=int, help=f"timed runs of each contender {default('repeats')}")
+    p.add_argument("--lengths", type=int, nargs="+", metavar="N",
+                   help=f"tokens of the forward passes {default('lengths')}")
+    p.add_argument("--prompt-tokens", type=int, default=16, metavar="N",
+                   help="prompt length for generation (default: 16)")
+    p.add_argument("--new-tokens", type=int, nargs="+", metavar="N",
+                   help=f"new tokens to generate, each >= 2; the speed-up is taken at the largest "
+                   f"{default('new_tokens')}")
+    p.add_argument("--memory-tokens", type=int, metavar="N",
+                   help=f"tokens the memory check generates, > {EARLY_TOKENS} {default('memory_tokens')}")
+    p.add_argument("--idle-wait", type=float, metavar="SECONDS",
+                   help=f"before each round, wait at most this long for idle CPUs {default('idle_wait')}")
+    p.add_argument("--bandwidth-mib", type=int, metavar="MIB",
+                   help=f"size of the array summed to measure bandwidth {default('bandwidth_mib')}")
+    p.add_argument("--json", action="store_true",
+                   help="also print every figure as one JSON object, the last stdout line")
+    p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)  # the memory check's own process
+    return p
+
+
+def parse(argv) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for name, values in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, values[args.quick])
+    args.overrides = QUICK if args.quick else FULL
+    n_positions = args.overrides.get("n_positions", 1024)
+    checks = [
+        (args.threads >= 1, f"--threads must be >= 1, got {args.threads}"),
+        (args.repeats >= 1, f"--repeats must be >= 1, got {args.repeats}"),
+        (all(1 <= n <= n_positions for n in args.lengths),
+         f"--lengths must be in [1, {n_positions}], got {args.lengths}"),
+        (args.prompt_tokens >= 1, f"--prompt-tokens must be >= 1, got {args.prompt_tokens}"),
+        (all(n >= 2 for n in args.new_tokens),
+         f"--new-tokens must be >= 2 (a prefill and a decode step), got {args.new_tokens}"),
+        (args.memory_tokens > EARLY_TOKENS, f"--memory-tokens must be > {EARLY_TOKENS}, got {args.memory_tokens}"),
+        (args.prompt_tokens + max(args.new_tokens + [args.memory_tokens]) <= n_positions,
+         f"--prompt-tokens {args.prompt_tokens} + the most new tokens "
+         f"{max(args.new_tokens + [args.memory_tokens])} exceed n_positions={n_positions}"),
+        (0 <= args.idle_wait < math.inf, f"--idle-wait must be a number >= 0, got {args.idle_wait}"),
+        (args.bandwidth_mib >= 1, f"--bandwidth-mib must be >= 1, got {args.bandwidth_mib}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BadInput(message)
+    return args
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- the machine: memory, other processes, bandwidth -----------------------------
+
+
+def vm_mb(field: str) -> float:
+    """A /proc/self/status field (VmHWM: peak resident memory, VmRSS) in MB; nan off Linux."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return float("nan")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--new-tokens", type=int, default=32)
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.new_tokens < 1 or any(n < 1 or n > 1024 - args.new_tokens for n in args.lengths):
-        parser.error("--repeats and --new-tokens must be >= 1, lengths in [1, 1024 - new tokens]")
+def reset_peak() -> None:
+    """Set VmHWM back to the current resident memory (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+class OtherProcesses:
+    """with OtherProcesses() as w: ... ; w.seconds is the CPU time other
+    processes (other containers too) used meanwhile, from /proc/stat, and
+    w.share that time as a part of all CPUs' time."""
+
+    def _busy(self) -> float:
+        try:
+            with open("/proc/stat") as stat:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+        except (OSError, ValueError):
+            return float("nan")
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self):
+        self.start, self.busy, self.own = time.perf_counter(), self._busy(), sum(os.times()[:4])
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.start
+        self.seconds = max(0.0, (self._busy() - self.busy) - (sum(os.times()[:4]) - self.own))
+        self.share = cpu_share(self.seconds, wall)
+        return False
+
+
+def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
+    return cpu_seconds / ((os.cpu_count() or 1) * wall_seconds) if wall_seconds > 0 else 0.0
+
+
+def wait_until_idle(most_seconds: float, window: float = 1.0, threshold: float = 0.05) -> None:
+    deadline = time.perf_counter() + most_seconds
+    while time.perf_counter() + window <= deadline:
+        with OtherProcesses() as w:
+            time.sleep(window)
+        if not w.share >= threshold:  # nan (no /proc/stat) counts as idle
+            return
+
+
+def bandwidth_gb_s(thread_counts: list[int], mib: int, repeats: int = 9) -> dict[str, float]:
+    """Read bandwidth by thread count: bytes / median seconds of torch.sum
+    over a float32 array of mib MiB."""
+    import torch
+
+    before = torch.get_num_threads()
+    array = torch.ones(mib << 18)  # mib MiB of float32
+    result = {}
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        array.sum()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            array.sum()
+            seconds.append(time.perf_counter() - start)
+        result[str(threads)] = array.numel() * 4 / statistics.median(seconds) / 1e9
+    torch.set_num_threads(before)
+    return result
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
+    except OSError:
+        pass
+    import platform
+
+    return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "system": f"{platform.system()} {platform.machine()}", "python": platform.python_version()}
+
+
+# --- the models ----------------------------------------------------------------------
+
+
+def use_threads(threads: int) -> None:
+    """torch and MAX on the same number of threads. Module.compile (solution_12)
+    loads into max.experimental's one global session, made on first use with
+    MAX's default thread count: make it here first, with ours."""
+    import torch
+    from max import driver
+    from max.engine import InferenceSession
+    from max.experimental import tensor
+
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(False)
+    tensor._SESSION.set(InferenceSession(devices=[driver.CPU()], num_threads=threads))
+
+
+def build_hf(overrides: dict):
+    """HuggingFace GPT2LMHeadModel with seeded O(1)-scale weights; generate() never stops early."""
+    from transformers import GPT2LMHeadModel
+
+    from tests.twins import hf_config, randomize_
+
+    hf = randomize_(GPT2LMHeadModel(hf_config(overrides)), SEED)
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    return hf
+
+
+def build_max(cls, overrides: dict, hf):
+    from solutions.solution_12 import load_hf_weights
+    from tests.twins import max_config
+
+    model = cls(max_config(overrides))
+    load_hf_weights(model, hf.state_dict())
+    return model
+
+
+def decode_bytes(model) -> int:
+    """Bytes of weights one decode step reads: every parameter once, but of
+    the embeddings only one row of wte and one of wpe. The LM head is wte
+    (tied): it is counted once, as the LM head."""
+    embeddings = ("transformer.wte.weight", "transformer.wpe.weight")
+    total = 0
+    for name, p in model.parameters:
+        if name not in embeddings:
+            total += 4 * math.prod(int(d) for d in p.shape)
+    return total + 2 * 4 * model.config.n_embd
+
+
+class Stamped:
+    """A model whose every call records when it returned (and, at the calls
+    named in peaks_at, the peak memory so far). Call k yields new token k."""
+
+    def __init__(self, model, peaks_at: tuple[int, ...] = ()):
+        self.model, self.config, self.peaks_at = model, model.config, peaks_at
+        self.stamps: list[float] = []
+        self.peaks: dict[int, float] = {}
+
+    def __call__(self, *args):
+        out = self.model(*args)
+        self.stamps.append(time.perf_counter())
+        if len(self.stamps) in self.peaks_at:
+            self.peaks[len(self.stamps)] = vm_mb("VmHWM")
+        return out
+
+
+def hf_generate(hf, prompt, new_tokens: int):
+    """HuggingFace generate(), greedy with its cache; (token ids, when each new token was ready)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    stamps: list[float] = []
+
+    class Stamp(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    ids = torch.from_numpy(prompt)
+    out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, do_sample=False,
+                      use_cache=True, stopping_criteria=StoppingCriteriaList([Stamp()]))
+    return out.numpy(), stamps
+
+
+# --- measuring -----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    output: Any
+    stamps: list[float]  # when each new token was ready (generation only)
+    start: float
+    others: float  # CPU seconds other processes used during the run
+
+
+def interleaved(contenders: dict[str, Callable[[], tuple[Any, list[float]]]], repeats: int, idle_wait: float,
+                check: Callable[[dict[str, Any]], None], warm_up: bool = True) -> dict[str, list[Run]]:
+    """Rounds of every contender once, the order rotating from round to round,
+    each round after idle CPUs; check(outputs by name) after every round, so
+    that a disagreement stops the benchmark at once. The warm-up round is not timed."""
+    names = list(contenders)
+    if warm_up:
+        check({name: contenders[name]()[0] for name in names})
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        wait_until_idle(idle_wait)
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            with OtherProcesses() as w:
+                start = time.perf_counter()
+                output, stamps = contenders[name]()
+                seconds = time.perf_counter() - start
+            runs[name].append(Run(seconds, output, stamps, start, w.seconds))
+        check({name: runs[name][-1].output for name in names})
+    return runs
+
+
+def others_share(runs: dict[str, list[Run]]) -> list[tuple[float, float]]:
+    """(CPU seconds of other processes, wall seconds) of every run."""
+    return [(run.others, run.seconds) for rs in runs.values() for run in rs]
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def summary(runs: list[Run], new_tokens: int) -> dict:
+    import numpy as np
+
+    return {
+        "tokens_per_s": new_tokens / median(r.seconds for r in runs),
+        "decode_ms_per_token": 1e3 * median(float(np.median(np.diff(r.stamps))) for r in runs),
+        "prefill_ms": 1e3 * median(r.stamps[0] - r.start for r in runs),
+        "seconds": median(r.seconds for r in runs),
+    }
+
+
+def bench_forward(args, compiled, hf) -> tuple[dict, list[tuple[float, float]]]:
     import numpy as np
     import torch
-    import transformers
-    from max.dtype import DType
     from max.experimental.tensor import Tensor
-    from max.graph import DeviceRef, TensorType
 
-    from solutions.solution_01 import GPT2Config
-    from solutions.solution_11 import MaxGPT2LMHeadModel
-    from solutions.solution_12 import compile_model, generate_tokens, load_hf_weights
+    from tests.parity import max_error
 
-    torch.manual_seed(0)
-    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
-    model = MaxGPT2LMHeadModel(GPT2Config())
-    load_hf_weights(model, hf.state_dict())
-    print(f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}")
-
-    start = time.perf_counter()
-    full = model.compile(TensorType(DType.int64, ("batch", "seqlen"), device=DeviceRef.CPU()))
-    print(f"compile, full logits:        {time.perf_counter() - start:6.1f} s (a second run reuses MAX's cache)")
-    start = time.perf_counter()
-    last = compile_model(model)
-    print(f"compile, last-position only: {time.perf_counter() - start:6.1f} s")
-
-    rng = np.random.default_rng(0)
-    print("\none forward pass, batch 1 (best / median of %d)" % args.repeats)
-    print(f"{'tokens':>6} | {'MAX compiled':>20} | {'HF transformers':>20} | max |diff|")
+    rng = np.random.default_rng(SEED)
+    results, shares = {}, []
     for length in args.lengths:
-        ids = rng.integers(0, 50257, (1, length))
-        ours = lambda: np.from_dlpack(full(Tensor.from_dlpack(ids)))  # noqa: E731
+        ids = rng.integers(0, hf.config.vocab_size, (1, length), dtype=np.int64)
+        errors = []
 
-        def theirs():
-            with torch.no_grad():
-                return hf(torch.from_numpy(ids)).logits.numpy()
+        def check(outputs):
+            error, allowed = max_error(outputs["max"], outputs["hf"])
+            if not error <= allowed:
+                raise Disagreement(f"the last position's logits over {length} tokens differ by {error:.3g} "
+                                   f"(allowed {allowed:.3g}): MAX and HuggingFace do not compute the same thing")
+            errors.append(error)
 
-        max_best, max_median = timed(ours, args.repeats)
-        hf_best, hf_median = timed(theirs, args.repeats)
-        diff = float(np.abs(ours() - theirs()).max())
-        print(
-            f"{length:>6} | {max_best:8.3f} / {max_median:7.3f} s | {hf_best:8.3f} / {hf_median:7.3f} s | {diff:.1e}"
-        )
+        log(f"forward pass over {length} tokens")
+        runs = interleaved({
+            "max": lambda: (np.from_dlpack(compiled(Tensor.from_dlpack(ids)))[:, -1], []),
+            "hf": lambda: (hf(torch.from_numpy(ids)).logits[:, -1].numpy(), []),
+        }, args.repeats, args.idle_wait, check)
+        max_ms, hf_ms = (1e3 * median(r.seconds for r in runs[name]) for name in ("max", "hf"))
+        results[str(length)] = {"max_ms": max_ms, "hf_ms": hf_ms, "speedup_vs_hf": hf_ms / max_ms,
+                                "max_abs_diff": max(errors)}
+        shares += others_share(runs)
+    return results, shares
 
-    prompt = rng.integers(0, 50257, (1, 8))
-    n = args.new_tokens
+
+def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, float]]]:
+    import numpy as np
+
+    from solutions.solution_13 import generate_tokens
+    from solutions.solution_14 import generate_tokens_cached
+
+    prompt = np.random.default_rng(SEED + 1).integers(0, hf.config.vocab_size, (1, args.prompt_tokens), dtype=np.int64)
+
+    def no_cache(n):
+        model = Stamped(compiled)
+        return generate_tokens(model, prompt, n, do_sample=False), model.stamps
+
+    def with_cache(n):
+        model = Stamped(cached)
+        return generate_tokens_cached(model, prompt, n, do_sample=False), model.stamps
+
+    contenders = {"max_kv_cache": with_cache, "max_no_cache": no_cache,
+                  "hf_cache": lambda n: hf_generate(hf, prompt, n)}
+    for generate in contenders.values():
+        generate(2)  # warm-up
+    results, shares = {}, []
+    for n in args.new_tokens:
+
+        def check(outputs):
+            expected = outputs["hf_cache"][0, args.prompt_tokens:].tolist()
+            for name, output in outputs.items():
+                tokens = output[0, args.prompt_tokens:].tolist()
+                if tokens != expected:
+                    first = next(i for i, (a, b) in enumerate(zip(tokens, expected)) if a != b)
+                    raise Disagreement(f"{name} and hf_cache chose different tokens generating {n}: new token "
+                                       f"{first} is {tokens[first]} against {expected[first]}; no speed is reported")
+
+        log(f"generating {n} tokens after a {args.prompt_tokens}-token prompt")
+        runs = interleaved({name: (lambda generate=generate: generate(n)) for name, generate in contenders.items()},
+                           args.repeats, args.idle_wait, check, warm_up=False)
+        results[str(n)] = {name: summary(rs, n) for name, rs in runs.items()}
+        results[str(n)]["tokens"] = {name: rs[0].output[0, args.prompt_tokens:].tolist() for name, rs in runs.items()}
+        shares += others_share(runs)
+    return results, shares
+
+
+def memory_child(args) -> dict:
+    """In this process only the cached model: compile (a cache hit after the
+    parent's), warm up, reset the peak, generate --memory-tokens tokens."""
+    import gc
+
+    import numpy as np
+
+    from solutions.solution_14 import CachedGPT2LMHeadModel, generate_tokens_cached
+    from tools.kv_engine import compile_cached_model
+
+    use_threads(args.threads)
+    hf = build_hf(args.overrides)
+    model = build_max(CachedGPT2LMHeadModel, args.overrides, hf)
+    del hf
+    gc.collect()
+    compiled = compile_cached_model(model, num_threads=args.threads)
+    prompt = np.random.default_rng(SEED + 1).integers(0, model.config.vocab_size, (1, args.prompt_tokens))
+    generate_tokens_cached(compiled, prompt, 4, do_sample=False)
+    load_peak = vm_mb("VmHWM")
+    reset_peak()
+    stamped = Stamped(compiled, peaks_at=(EARLY_TOKENS, args.memory_tokens))
+    generate_tokens_cached(stamped, prompt, args.memory_tokens, do_sample=False)
+    early, late = stamped.peaks[EARLY_TOKENS], stamped.peaks[args.memory_tokens]
+    return {"tokens": args.memory_tokens, "early_tokens": EARLY_TOKENS, "peak_mb_early": early, "peak_mb_late": late,
+            "growth_mb": late - early, "ratio": late / early, "limit": MEMORY_LIMIT,
+            "within_limit": late / early <= MEMORY_LIMIT, "load_peak_mb": load_peak}
+
+
+def run_memory_child(args) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", "--threads", str(args.threads),
+               "--prompt-tokens", str(args.prompt_tokens), "--memory-tokens", str(args.memory_tokens)]
+    command += ["--quick"] if args.quick else []
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"the memory check failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+# --- putting it together -------------------------------------------------------------
+
+
+def bench(args) -> dict:
+    import importlib.metadata as metadata
+
+    from solutions.solution_11 import MaxGPT2LMHeadModel
+    from solutions.solution_12 import compile_model
+    from solutions.solution_14 import CachedGPT2LMHeadModel
+    from tools.kv_engine import compile_cached_model
+
+    use_threads(args.threads)
+    log("building the models (random weights)")
+    hf = build_hf(args.overrides)
+    model = build_max(MaxGPT2LMHeadModel, args.overrides, hf)
+    cached_model = build_max(CachedGPT2LMHeadModel, args.overrides, hf)
+    log("compiling both MAX graphs (a minute or more each the first time; later runs reuse MAX's cache)")
     start = time.perf_counter()
-    tokens = generate_tokens(last, prompt, n, do_sample=False)
-    max_seconds = time.perf_counter() - start
-    hf.generation_config.eos_token_id = None
-    start = time.perf_counter()
-    with torch.no_grad():
-        expected = hf.generate(torch.from_numpy(prompt), do_sample=False, max_new_tokens=n, pad_token_id=0)
-    hf_seconds = time.perf_counter() - start
-    same = np.array_equal(tokens, expected.numpy())
-    print(f"\ngreedy generation, 8-token prompt + {n} tokens, batch 1")
-    print(f"  MAX (no KV cache, whole sequence each step): {1000 * max_seconds / n:6.1f} ms/token")
-    print(f"  HF generate (KV cache):                      {1000 * hf_seconds / n:6.1f} ms/token")
-    print(f"  same tokens: {same}")
-    print(f"\npeak memory of this process: {rss_mb():.0f} MB")
-    return 0 if same else 1
+    compiled = compile_model(model)
+    middle = time.perf_counter()
+    cached = compile_cached_model(cached_model, num_threads=args.threads)
+    compile_seconds = {"max_no_cache": middle - start, "max_kv_cache": time.perf_counter() - middle}
+    forward, forward_shares = bench_forward(args, compiled, hf)
+    generate, generate_shares = bench_generate(args, compiled, cached, hf)
+
+    log("bandwidth")
+    wait_until_idle(args.idle_wait)
+    bandwidth = bandwidth_gb_s(sorted({1, args.threads}), args.bandwidth_mib)
+    nbytes = decode_bytes(cached_model)
+    floor_ms = {t: 1e3 * nbytes / (gb * 1e9) for t, gb in bandwidth.items()}
+    log(f"memory: a separate process generates {args.memory_tokens} tokens")
+    memory = run_memory_child(args)
+    memory["bench_peak_mb"] = vm_mb("VmHWM")
+
+    longest = str(max(args.new_tokens))
+    kv = generate[longest]["max_kv_cache"]
+    others = forward_shares + generate_shares
+    config = model.config
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": shlex.join(["python", "bench.py", *args.argv]),
+        "versions": {p: metadata.version(p) for p in ("max", "torch", "transformers")},
+        "model": {"name": "small (--quick)" if args.quick else "gpt2 124M", "n_layer": config.n_layer,
+                  "n_embd": config.n_embd, "n_head": config.n_head, "vocab_size": config.vocab_size,
+                  "dtype": "float32", "batch": 1, "weights": "random O(1)-scale (tests/twins.py randomize_)"},
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "compile_seconds": compile_seconds,
+        "forward": forward,
+        "forward_speedup_vs_hf": {n: f["speedup_vs_hf"] for n, f in forward.items()},
+        "prompt_tokens": args.prompt_tokens,
+        "generate": generate,
+        "generate_new_tokens": int(longest),
+        "generate_speedup_vs_hf": kv["tokens_per_s"] / generate[longest]["hf_cache"]["tokens_per_s"],
+        "decode_ms_per_token": kv["decode_ms_per_token"],
+        "tokens_identical": True,
+        "decode_bytes": nbytes,
+        "kv_cache_bytes_per_token": 2 * 4 * config.n_layer * config.n_embd,
+        "bandwidth_method": f"torch.sum over a {args.bandwidth_mib} MiB float32 array (read only), median of 9",
+        "bandwidth_gb_s": bandwidth,
+        "bandwidth_floor_ms": floor_ms[str(args.threads)],
+        "bandwidth_floor_ms_by_threads": floor_ms,
+        "decode_vs_floor": kv["decode_ms_per_token"] / floor_ms[str(args.threads)],
+        "memory": memory,
+        "others_cpu_share": cpu_share(sum(o for o, _ in others), sum(s for _, s in others)),
+    }
+
+
+def table(r: dict) -> str:
+    m, g, mem = r["model"], r["generate"], r["memory"]
+    names = {"max_kv_cache": "MAX, KV cache", "max_no_cache": "MAX, no cache", "hf_cache": "HF generate()"}
+    lines = [
+        f"{m['name']}, {m['dtype']}, batch 1, {r['threads']} threads (torch and MAX), "
+        f"median of {r['repeats']} interleaved runs",
+        f"{r['machine']['cpu']}, {r['machine']['cores']} cores; {r['date']}; {r['command']}",
+        f"other processes used {r['others_cpu_share']:.0%} of the CPUs' time while it timed",
+        "",
+        "compile: " + ", ".join(f"{names[n]} {s:.1f} s" for n, s in r["compile_seconds"].items()),
+        "",
+        "forward pass over the whole sequence",
+        f"{'tokens':>6} | {'MAX ms':>8} | {'HF ms':>8} | {'MAX speed-up':>12} | max |diff|",
+    ]
+    for n, f in r["forward"].items():
+        lines.append(f"{n:>6} | {f['max_ms']:8.1f} | {f['hf_ms']:8.1f} | {f['speedup_vs_hf']:11.2f}x | "
+                     f"{f['max_abs_diff']:.1e}")
+    lines += ["", f"greedy generation after a {r['prompt_tokens']}-token prompt (the same tokens from all three)",
+              f"{'new':>4} | {'':13} | {'tokens/s':>8} | {'decode ms/token':>15} | {'prefill ms':>10}"]
+    for n, row in g.items():
+        for i, name in enumerate(names):
+            s = row[name]
+            lines.append(f"{n if i == 0 else '':>4} | {names[name]:13} | {s['tokens_per_s']:8.1f} | "
+                         f"{s['decode_ms_per_token']:15.1f} | {s['prefill_ms']:10.1f}")
+    floors = ", ".join(f"{t} thread{'s' * (t != '1')} {gb:.1f} GB/s" for t, gb in r["bandwidth_gb_s"].items())
+    lines += [
+        f"MAX with the KV cache: {r['generate_speedup_vs_hf']:.2f}x HuggingFace's tokens/s at "
+        f"{r['generate_new_tokens']} new tokens",
+        "",
+        f"decode step floor: {r['decode_bytes'] / 1e6:.1f} MB of weights, each read once (the LM head is wte)",
+        f"  bandwidth, {r['bandwidth_method']}: {floors}",
+        f"  floor at {r['threads']} threads {r['bandwidth_floor_ms']:.1f} ms; MAX's decode step "
+        f"{r['decode_ms_per_token']:.1f} ms is {r['decode_vs_floor']:.2f}x the floor",
+        "",
+        f"peak memory of a process generating {mem['tokens']} tokens with the cache: {mem['peak_mb_late']:.0f} MB, "
+        f"after {mem['early_tokens']}: {mem['peak_mb_early']:.0f} MB, ratio {mem['ratio']:.3f} "
+        f"(limit {mem['limit']:.2f}: {'within' if mem['within_limit'] else 'OVER'})",
+        f"peak memory of this benchmark process (compiles included): {mem['bench_peak_mb']:.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parse(argv)
+    except BadInput as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.argv = argv
+    go_offline()
+    if args.memory_child:
+        print(json.dumps(memory_child(args)))
+        return 0
+    try:
+        result = bench(args)
+    except Disagreement as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(table(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":

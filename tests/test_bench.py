@@ -1,0 +1,92 @@
+"""bench.py end to end, in a subprocess, on its --quick config: every
+figure is there and sane, and MAX with the KV cache chose HuggingFace's
+tokens. No timing limits: the figures depend on the machine and its load."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from tests.lessons import REPO
+from tools.offline import offline_env
+
+
+def run(*args, timeout=900):
+    return subprocess.run([sys.executable, str(REPO / "bench.py"), *args], capture_output=True, text=True,
+                          cwd=REPO, env=offline_env(), timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def record():
+    result = run("--quick", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_every_figure_is_there_and_sane(record):
+    assert record["command"] == "python bench.py --quick --json"
+    assert record["date"] and record["machine"]["cpu"] and record["machine"]["cores"] >= 1
+    assert record["threads"] == 2 and record["repeats"] >= 1
+    assert set(record["compile_seconds"]) == {"max_no_cache", "max_kv_cache"}
+    assert all(s >= 0 for s in record["compile_seconds"].values())
+    assert set(record["forward_speedup_vs_hf"]) == set(record["forward"]) == {"16", "64"}
+    for row in record["forward"].values():
+        assert positive(row["max_ms"]) and positive(row["hf_ms"]) and positive(row["speedup_vs_hf"])
+        assert 0 <= row["max_abs_diff"] < 1e-3
+    for row in record["generate"].values():
+        for name in ("max_kv_cache", "max_no_cache", "hf_cache"):
+            assert all(positive(row[name][k]) for k in ("tokens_per_s", "decode_ms_per_token", "prefill_ms"))
+    for key in ("generate_speedup_vs_hf", "decode_ms_per_token", "bandwidth_floor_ms", "decode_vs_floor",
+                "decode_bytes"):
+        assert positive(record[key]), key
+    assert record["decode_ms_per_token"] == record["generate"]["32"]["max_kv_cache"]["decode_ms_per_token"]
+    assert "torch.sum" in record["bandwidth_method"]
+    assert set(record["bandwidth_gb_s"]) == {"1", "2"} and all(map(positive, record["bandwidth_gb_s"].values()))
+    assert 0 <= record["others_cpu_share"]
+
+
+def test_decode_bytes_count_every_weight_once(record):
+    """The small config: 2 blocks of 64 wide (n_inner 256), ln_f, and the LM head
+    (tied to wte, vocabulary 1000) counted once, plus one row each of wte and wpe."""
+    d, inner, vocab = 64, 256, 1000
+    block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * inner + inner) + (inner * d + d)
+    assert record["decode_bytes"] == 4 * (2 * block + 2 * d + vocab * d + 2 * d)
+
+
+def test_memory_check_and_peaks(record):
+    memory = record["memory"]
+    assert memory["tokens"] == 96 and memory["early_tokens"] == 32 and memory["limit"] == 1.10
+    assert all(positive(memory[k]) for k in ("peak_mb_early", "peak_mb_late", "load_peak_mb", "bench_peak_mb"))
+    assert memory["peak_mb_late"] >= memory["peak_mb_early"]
+    assert memory["ratio"] == pytest.approx(memory["peak_mb_late"] / memory["peak_mb_early"])
+    assert memory["within_limit"] == (memory["ratio"] <= 1.10)
+
+
+def test_max_with_cache_chose_huggingfaces_tokens(record):
+    """bench.py itself exits 1 when the contenders disagree; here the greedy
+    tokens of its first timed run of each, as it reports them."""
+    assert record["tokens_identical"] is True and record["generate_new_tokens"] == 32
+    assert set(record["generate"]) == {"8", "32"}
+    for n, row in record["generate"].items():
+        tokens = row["tokens"]
+        assert len(tokens["hf_cache"]) == int(n)
+        assert tokens["max_kv_cache"] == tokens["hf_cache"] == tokens["max_no_cache"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--new-tokens", "-3"), "--new-tokens must be >= 2"),
+    (("--threads", "0"), "--threads must be >= 1"),
+    (("--quick", "--memory-tokens", "500"), "exceed n_positions=128"),
+    (("--lengths", "x"), "invalid int value"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, fragment):
+    result = run(*args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and fragment in result.stderr
+    assert result.stdout == ""
