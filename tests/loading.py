@@ -174,7 +174,7 @@ class Lesson:
             if line:
                 return f"`{err.name}` is not imported: add `{line}` at the top of the file."
             return f"`{err.name}` is not defined: check the TODO that should create it."
-        if "NoneType" in str(err):
+        if "NoneType" in str(err) or "returned None" in str(err):
             return (
                 "a value is still None: a placeholder (`None`, `pass` or `return None`) "
                 "is waiting for its code. Complete the TODOs in order."

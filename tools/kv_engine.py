@@ -51,7 +51,10 @@ class CacheWindow(Module):
         filled = (slice(0, TensorValue(length)), "past")
         past_keys = key_buffer[:, :, :, filled, :]  # [n_layer, batch, n_head, past, head_dim]
         past_values = value_buffer[:, :, :, filled, :]
-        return self.model(input_ids, past_keys, past_values)
+        outputs = self.model(input_ids, past_keys, past_values)
+        if outputs is None:
+            raise TypeError(f"{type(self.model).__name__}.__call__ returned None")
+        return outputs
 
 
 def build_graph(module: Module, *input_types: TensorType) -> tuple[Graph, dict[str, Any]]:
