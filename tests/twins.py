@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tests.loading import fail
+from tools.steps import FixedLogits  # noqa: F401  (the stand-in model with known logits, shared with the commands)
 
 # Small configs catch hard-coded 768s and 12s: another width, head count,
 # an explicit n_inner and another epsilon. "gpt2" is the 124M default.
@@ -230,21 +231,6 @@ def hf_generate(hf, prompt: np.ndarray, new_tokens: int, **options) -> np.ndarra
             max_new_tokens=new_tokens,
             **options,
         ).numpy()
-
-
-class FixedLogits:
-    """A stand-in model whose logits are known: [batch, seq, vocab] per call,
-    the first rows and positions of the given array."""
-
-    def __init__(self, logits: np.ndarray, config=None):
-        self.logits = np.asarray(logits, dtype=np.float32)
-        self.config = config
-
-    def __call__(self, ids):
-        from max.experimental.tensor import Tensor
-
-        batch, seq = np.from_dlpack(ids).shape
-        return Tensor.from_dlpack(np.ascontiguousarray(self.logits[:batch, :seq]))
 
 
 class FixedCachedLogits(FixedLogits):

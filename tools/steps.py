@@ -50,13 +50,13 @@ def one_line(message: str) -> str:
     return " | ".join(lines) or "the check failed without a message"
 
 
-class _FixedLogits:
-    """A stand-in model: the first rows and positions of fixed logits."""
+class FixedLogits:
+    """A stand-in model whose logits are known: [batch, seq, vocab] per call,
+    the first rows and positions of the given array. (The checks use it too.)"""
 
-    config = None
-
-    def __init__(self, logits: np.ndarray):
+    def __init__(self, logits: np.ndarray, config=None):
         self.logits = np.ascontiguousarray(logits, dtype=np.float32)
+        self.config = config
 
     def __call__(self, ids):
         from max.experimental.tensor import Tensor
@@ -115,7 +115,7 @@ def _check_step_12(lesson, loading) -> None:
 
     # Tasks 3 and 4: generate_next_token through generate_tokens, greedy and sampled.
     generate_tokens = lesson.get("generate_tokens")
-    stand_in = _FixedLogits(np.random.default_rng(3).normal(0, 1, (1, 16, 11)))
+    stand_in = FixedLogits(np.random.default_rng(3).normal(0, 1, (1, 16, 11)))
     prompt = np.array([[1, 2, 3]], dtype=np.int64)
     for do_sample in (False, True):
         doing = f"generate_tokens(model, prompt, 3, 1.0, do_sample={do_sample}, seed=0)"
@@ -141,7 +141,7 @@ def _check_step_13(lesson, loading) -> None:
             loading.fail(f"{lesson.shown}: {doing} returned {tokens.tolist()}, not one token id per row of "
                          "logits [2, 7]; run the step's check (pixi run s13)")
     generate_tokens = lesson.get("generate_tokens")
-    stand_in = _FixedLogits(np.random.default_rng(4).normal(0, 1, (1, 16, 11)))
+    stand_in = FixedLogits(np.random.default_rng(4).normal(0, 1, (1, 16, 11)))
     prompt = np.array([[1, 2, 3]], dtype=np.int64)
     for do_sample in (False, True):
         doing = f"generate_tokens(model, prompt, 3, 0.8, do_sample={do_sample}, top_k=5, top_p=0.9, eos_token_id=10, seed=0)"
