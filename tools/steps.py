@@ -226,12 +226,8 @@ def _check_step_14(lesson, loading) -> None:
     missing = sorted({name for name, _ in CachedGPT2LMHeadModel(config).parameters} - names)
     if missing:
         lesson.fail_open_todo(f"{doing} has no parameters {', '.join(missing[:3])}: keep GPT-2's layers")
-    doing = "KVCache(config, batch_size=2, capacity=5)"
-    with lesson.learner_code(doing):
-        cache = lesson.get("KVCache")(config, 2, 5)
-    if getattr(cache, "keys", None) is None or getattr(cache, "values", None) is None:
-        lesson.fail_open_todo(f"{doing} leaves keys or values as None: create both buffers")
-    doing += ", then append(keys, values) of 3 tokens"
+    cache = loading.construct(lesson, "KVCache", config, 2, 5)  # an attribute left None is an open TODO
+    doing = "KVCache(config, 2, 5), then append(keys, values) of 3 tokens"
     new = np.ones((1, 2, 2, 3, 4), dtype=np.float32)  # [n_layer, batch, n_head, seq, head_dim]
     with lesson.learner_code(doing):
         cache.append(new, 2 * new)
