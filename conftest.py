@@ -110,6 +110,66 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if call.excinfo is not None and isinstance(call.excinfo.value, LessonFailure):
         report.longrepr = str(call.excinfo.value)
+    _remember_and_point_to_hints(item, report)
+
+
+# --------------------------------------------------------------------------
+# Stuck? After a check has failed in two runs in a row, its message ends
+# with the command that shows a hint (hint.py). The checks that failed in
+# the last run are kept in hint.py's state file (gitignored), never for
+# --target solutions.
+# --------------------------------------------------------------------------
+
+FAILED_BEFORE = pytest.StashKey[set]()
+OUTCOMES = pytest.StashKey[dict]()
+
+
+def hint_command(step: int, target: Target) -> str:
+    """'Stuck? ...': the hint command in the form the learner uses."""
+    folder = "" if target.name == "steps" else f" --target {shlex.quote(target.name)}"
+    if os.environ.get("PIXI_PROJECT_ROOT"):
+        shown_commands = f"`pixi run hint s{step:02d}{folder}` (or `python hint.py s{step:02d}{folder}`)"
+    else:
+        python = _command_prefix()[0] if len(_command_prefix()) == 3 else "python"
+        shown_commands = f"`{shlex.quote(python)} hint.py s{step:02d}{folder}`"
+    return f"Stuck? {shown_commands} shows a hint for your first open TODO, one step at a time."
+
+
+def _remember_and_point_to_hints(item, report) -> None:
+    config = item.config
+    step = _step_of(report.nodeid)
+    if step is None or config.stash[TARGET].is_solutions or (report.when != "call" and not report.failed):
+        return
+    if FAILED_BEFORE not in config.stash:
+        import hint
+
+        config.stash[FAILED_BEFORE] = set(hint.load_state().get("failed", {}).get(config.stash[TARGET].name, []))
+        config.stash[OUTCOMES] = {}
+    config.stash[OUTCOMES][report.nodeid] = report.failed
+    if report.failed and report.nodeid in config.stash[FAILED_BEFORE]:
+        line = hint_command(step, config.stash[TARGET])
+        if isinstance(report.longrepr, str):
+            report.longrepr += "\n" + line
+        else:
+            report.sections.append(("hint", line))
+
+
+def pytest_sessionfinish(session):
+    outcomes = session.config.stash.get(OUTCOMES, None)
+    if not outcomes:
+        return
+    import hint
+
+    state = hint.load_state()
+    failed = state.setdefault("failed", {})
+    name = session.config.stash[TARGET].name
+    now = set(failed.get(name, []))
+    for nodeid, bad in outcomes.items():
+        (now.add if bad else now.discard)(nodeid)
+    failed[name] = sorted(now)
+    for folder in [f for f in failed if not failed[f] or (f != "steps" and not os.path.isdir(f))]:
+        del failed[folder]  # nothing failing, or a folder that is gone (a temporary target)
+    hint.save_state(state)
 
 
 # --------------------------------------------------------------------------

@@ -29,8 +29,14 @@ from solutions.solution_13 import check_generation_settings, choose_next_token, 
 class CachedGPT2Attention(GPT2MultiHeadAttention):
     """Attention of the new tokens over the cached keys/values and their own."""
 
-    def __call__(self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns the output [batch, seq, n_embd] and the new tokens' key and value."""
+    def __call__(
+        self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Returns the output [batch, seq, n_embd] and the new tokens' key and value.
+
+        mask: added to the scores; None builds the causal mask for a cache
+        that holds past_key.shape[-2] tokens in every row (lesson 15 passes
+        a mask of its own, for rows of different lengths)."""
         qkv = self.c_attn(hidden_states)
         query, key, value = F.split(qkv, [self.embed_dim] * 3, axis=-1)
         query = self._split_heads(query)  # [batch, n_head, seq, head_dim]
@@ -40,8 +46,9 @@ class CachedGPT2Attention(GPT2MultiHeadAttention):
         all_keys = F.concat([past_key, key], axis=2)  # [batch, n_head, past+seq, head_dim]
         all_values = F.concat([past_value, value], axis=2)
         scores = query @ all_keys.transpose(-1, -2) / math.sqrt(self.head_dim)  # [batch, n_head, seq, past+seq]
-        past_length, seq_length = past_key.shape[-2], query.shape[-2]
-        mask = causal_mask(seq_length, past_length, dtype=scores.dtype, device=scores.device)  # [seq, past+seq]
+        if mask is None:
+            past_length, seq_length = past_key.shape[-2], query.shape[-2]
+            mask = causal_mask(seq_length, past_length, dtype=scores.dtype, device=scores.device)  # [seq, past+seq]
         weights = F.softmax(scores + mask)
         output = self.c_proj(self._merge_heads(weights @ all_values))  # [batch, seq, n_embd]
         return output, key, value
@@ -54,9 +61,11 @@ class CachedGPT2Block(GPT2Block):
         super().__init__(config)
         self.attn = CachedGPT2Attention(config)
 
-    def __call__(self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def __call__(
+        self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """[batch, seq, n_embd] -> the same shape, and the new tokens' key and value."""
-        attn_output, key, value = self.attn(self.ln_1(hidden_states), past_key, past_value)
+        attn_output, key, value = self.attn(self.ln_1(hidden_states), past_key, past_value, mask)
         hidden_states = hidden_states + attn_output
         hidden_states = pre_norm_residual(hidden_states, self.ln_2, self.mlp)
         return hidden_states, key, value

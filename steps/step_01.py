@@ -51,30 +51,30 @@ class GPT2Config:
     """Hyperparameters of GPT-2 (defaults: the 124M model)."""
 
     # TODO: Set the vocabulary size (number of distinct tokens)
-    # Hint: vocab_size: int = 50257
+    # Hint: how many tokens GPT-2's tokenizer knows (the docstring lists it); wte has one row per token
     vocab_size: int = None
 
     # TODO: Set the maximum sequence length (number of positions)
-    # Hint: n_positions: int = 1024
+    # Hint: the longest sequence GPT-2 reads; wpe gets one row per position
     n_positions: int = None
 
     # TODO: Set the embedding width (size of every token vector)
-    # Hint: n_embd: int = 768
+    # Hint: the width of the 124M model's hidden states
     n_embd: int = None
 
     # TODO: Set the number of transformer blocks
-    # Hint: n_layer: int = 12
+    # Hint: how many blocks the 124M model stacks (as many as it has heads)
     n_layer: int = None
 
     # TODO: Set the number of attention heads
-    # Hint: n_head: int = 12
+    # Hint: how many heads run side by side; each gets n_embd / n_head = 64 numbers
     n_head: int = None
 
     # TODO: Check the MLP hidden width default
     # Hint: None is already the right value: it means 4 * n_embd = 3072
-    # Hint: n_inner: int | None = None
+    # Hint: keep the line below as it is: step 09 turns None into 4 * n_embd
     n_inner: int | None = None
 
     # TODO: Set the LayerNorm epsilon
-    # Hint: layer_norm_epsilon: float = 1e-5
+    # Hint: a small float that keeps LayerNorm from dividing by zero (the docstring gives it)
     layer_norm_epsilon: float = None

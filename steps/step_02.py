@@ -111,24 +111,24 @@ def causal_mask(
         0 where query i may attend to key j (j <= i + num_tokens), -inf elsewhere.
     """
     # TODO: Compute the number of keys (earlier tokens + new tokens)
-    # Hint: total_length = Dim(sequence_length) + num_tokens
+    # Hint: the earlier tokens plus the new ones; make sequence_length a Dim so the sum may stay symbolic
     # Hint: Do not call int() on sequence_length or num_tokens: they may be symbolic
     total_length = None
 
     # TODO: The position of every key: 0, 1, ..., total_length - 1
-    # Hint: key_positions = Tensor.arange(total_length, dtype=DType.int64, device=device)
+    # Hint: Tensor.arange with one bound counts from 0; int64 positions on the given device
     key_positions = None
 
     # TODO: The position of every query: the new tokens come after the num_tokens earlier ones
-    # Hint: query_positions = Tensor.arange(num_tokens, total_length, dtype=DType.int64, device=device)
+    # Hint: Tensor.arange with a start and a stop: the new tokens sit at num_tokens up to total_length - 1
     query_positions = None
 
     # TODO: A key is in the future of a query when its position is larger: [sequence_length, total_length]
-    # Hint: future = F.unsqueeze(key_positions, 0) > F.unsqueeze(query_positions, 1)
+    # Hint: F.unsqueeze the keys into a row [1, total_length] and the queries into a column
+    # Hint: [sequence_length, 1], then compare them with >: broadcasting builds the whole table
     future = None
 
     # TODO: -inf for the future, 0 everywhere else
-    # Hint: blocked = Tensor.constant(float("-inf"), dtype=dtype, device=device)
-    # Hint: allowed = Tensor.constant(0.0, dtype=dtype, device=device)
-    # Hint: return F.where(future, blocked, allowed)
+    # Hint: two scalars from Tensor.constant, -inf and 0.0, in the mask's dtype and on its device;
+    # Hint: F.where picks between them with future as the condition
     return None

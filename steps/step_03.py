@@ -64,19 +64,20 @@ class LayerNorm(Module):
             eps: Small constant added to the variance for numerical stability.
         """
         # TODO: Store the epsilon
-        # Hint: self.eps = eps
+        # Hint: keep the eps argument on the module: __call__ needs it
         self.eps = None
 
         # TODO: Create the learned scale, initialized to ones, shape [dim]
-        # Hint: self.weight = Tensor.ones([dim])
+        # Hint: Tensor.ones of shape [dim]: a fresh LayerNorm scales every feature by 1
         self.weight = None
 
         # TODO: Create the learned shift, initialized to zeros, shape [dim]
-        # Hint: self.bias = Tensor.zeros([dim])
+        # Hint: Tensor.zeros of shape [dim]: a fresh LayerNorm shifts nothing
         self.bias = None
 
     def __call__(self, x: Tensor) -> Tensor:
         """Normalize x over its last axis, then scale by weight and shift by bias."""
         # TODO: Apply layer normalization with weight, bias and eps
-        # Hint: return F.layer_norm(x, gamma=self.weight, beta=self.bias, epsilon=self.eps)
+        # Hint: F.layer_norm does the whole formula over the last axis:
+        # Hint: weight is its gamma, bias its beta and eps its epsilon
         return None

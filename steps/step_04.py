@@ -73,31 +73,31 @@ class GPT2MLP(Module):
             config: GPT2Config with n_embd.
         """
         # TODO: Read the embedding width from the config
-        # Hint: embed_dim = config.n_embd
+        # Hint: the width of every token vector is a field of GPT2Config (step 01)
         embed_dim = None
 
         # TODO: Create the expanding layer n_embd -> intermediate_size
-        # Hint: self.c_fc = Linear(embed_dim, intermediate_size, bias=True)
+        # Hint: a Linear from embed_dim to intermediate_size, with a bias (HuggingFace's c_fc has one)
         self.c_fc = None
 
         # TODO: Create the projecting layer intermediate_size -> n_embd
-        # Hint: self.c_proj = Linear(intermediate_size, embed_dim, bias=True)
+        # Hint: a Linear the other way round, intermediate_size to embed_dim, with a bias
         self.c_proj = None
 
     def __call__(self, hidden_states: Tensor) -> Tensor:
         """[batch, seq, n_embd] -> [batch, seq, n_embd]."""
         # TODO: Expand to intermediate_size
-        # Hint: hidden_states = self.c_fc(hidden_states)
+        # Hint: a Module is called like a function: pass hidden_states through c_fc, keeping the name
         pass
 
         # TODO: Apply GELU with the tanh approximation
-        # Hint: hidden_states = F.gelu(hidden_states, approximate="tanh")
+        # Hint: F.gelu with the tanh approximation (approximate="tanh"): the pretrained weights expect it
         pass
 
         # TODO: Project back to n_embd
-        # Hint: hidden_states = self.c_proj(hidden_states)
+        # Hint: pass hidden_states through c_proj, keeping the name
         pass
 
         # TODO: Return the result
-        # Hint: return hidden_states
+        # Hint: after c_proj, hidden_states has the input's shape again: it is the MLP's output
         return None

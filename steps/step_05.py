@@ -59,11 +59,11 @@ class GPT2Embeddings(Module):
     def __init__(self, config: GPT2Config):
         """Initialize the token embedding table of shape [vocab_size, n_embd]."""
         # TODO: Create the token embedding table
-        # Hint: self.wte = Embedding(config.vocab_size, dim=config.n_embd)
+        # Hint: an Embedding with config.vocab_size rows, each config.n_embd wide (its dim keyword)
         self.wte = None
 
     def __call__(self, input_ids: Tensor) -> Tensor:
         """[batch, seq] token ids -> [batch, seq, n_embd] vectors."""
         # TODO: Look up the vector of every token id
-        # Hint: return self.wte(input_ids)
+        # Hint: call the table on the ids: each id becomes its row, [batch, seq] -> [batch, seq, n_embd]
         return None

@@ -65,12 +65,12 @@ from solutions.solution_01 import GPT2Config
 def position_ids(input_ids: Tensor) -> Tensor:
     """The positions 0, 1, ..., seq_length - 1 of a [batch, seq_length] input."""
     # TODO: Read the sequence length from the last axis of input_ids
-    # Hint: seq_length = input_ids.shape[-1]
+    # Hint: the size of the last axis, from input_ids.shape
     # Hint: Keep it as it is (it may be a symbolic Dim); do not call int() on it
     seq_length = None
 
     # TODO: Return the positions 0, 1, ..., seq_length - 1
-    # Hint: return Tensor.arange(seq_length, dtype=input_ids.dtype, device=input_ids.device)
+    # Hint: Tensor.arange up to seq_length, with the dtype and the device of input_ids
     return None
 
 
@@ -80,7 +80,7 @@ class GPT2PositionEmbeddings(Module):
     def __init__(self, config: GPT2Config):
         """Initialize the position table of shape [n_positions, n_embd]."""
         # TODO: Create the position embedding table
-        # Hint: self.wpe = Embedding(config.n_positions, dim=config.n_embd)
+        # Hint: an Embedding with config.n_positions rows, each config.n_embd wide (its dim keyword)
         self.wpe = None
 
     def __call__(self, input_ids: Tensor) -> Tensor:
@@ -90,5 +90,5 @@ class GPT2PositionEmbeddings(Module):
         The result broadcasts over the batch when added to the token vectors.
         """
         # TODO: Look up the vector of every position 0 ... seq_length - 1
-        # Hint: return self.wpe(position_ids(input_ids))
+        # Hint: call wpe on the positions that position_ids gives for input_ids (not on the token ids)
         return None

@@ -88,75 +88,74 @@ class GPT2MultiHeadAttention(Module):
         self.head_dim = self.embed_dim // self.num_heads
 
         # TODO: Create the fused query/key/value projection: n_embd -> 3 * n_embd
-        # Hint: Linear(self.embed_dim, 3 * self.embed_dim, bias=True)
+        # Hint: one Linear from embed_dim to 3 * embed_dim, with a bias: query, key and value in one matmul
         self.c_attn = None
 
         # TODO: Create the output projection that mixes the heads: n_embd -> n_embd
-        # Hint: Linear(self.embed_dim, self.embed_dim, bias=True)
+        # Hint: a Linear from embed_dim to embed_dim, with a bias
         self.c_proj = None
 
     def _split_heads(self, x: Tensor) -> Tensor:
         """[batch, seq, n_embd] -> [batch, n_head, seq, head_dim]."""
         # TODO: Build the new shape: keep [batch, seq], replace n_embd by [n_head, head_dim]
-        # Hint: new_shape = list(x.shape[:-1]) + [self.num_heads, self.head_dim]
+        # Hint: x.shape without its last axis, as a list, followed by num_heads and head_dim
         new_shape = None
 
         # TODO: Reshape, then swap the seq and head axes
-        # Hint: x.reshape(new_shape).transpose(1, 2)
+        # Hint: reshape to new_shape ([batch, seq, n_head, head_dim]), then transpose axes 1 and 2
         return None
 
     def _merge_heads(self, x: Tensor) -> Tensor:
         """[batch, n_head, seq, head_dim] -> [batch, seq, n_embd]."""
         # TODO: Swap the head and seq axes back: [batch, seq, n_head, head_dim]
-        # Hint: x = x.transpose(1, 2)
+        # Hint: the transpose of _split_heads again: axes 1 and 2, keeping the name x
         pass
 
         # TODO: Join the last two axes into n_embd
-        # Hint: new_shape = list(x.shape[:-2]) + [self.embed_dim]
-        # Hint: return x.reshape(new_shape)
+        # Hint: x.shape without its last two axes, as a list, followed by embed_dim; reshape to it
         return None
 
     def _attn(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         """Scaled dot-product attention with a causal mask, per head."""
         # TODO: Score every query against every key: [batch, n_head, seq, seq]
-        # Hint: scores = query @ key.transpose(-1, -2)
+        # Hint: matrix-multiply (@) query by key with its last two axes swapped (transpose(-1, -2))
         scores = None
 
         # TODO: Scale the scores by 1 / sqrt(head_dim)
-        # Hint: scores = scores / math.sqrt(self.head_dim)
+        # Hint: divide by math.sqrt of head_dim, so the scores keep a variance near 1
         pass
 
         # TODO: Build the causal mask for this sequence length (keep it symbolic: no int())
-        # Hint: seq_length = query.shape[-2]
-        # Hint: mask = causal_mask(seq_length, 0, dtype=scores.dtype, device=scores.device)
+        # Hint: the sequence length is the second-to-last axis of query; causal_mask (step 02)
+        # Hint: with 0 earlier tokens, in the dtype and on the device of scores
         mask = None
 
         # TODO: Add the mask and apply softmax over the last axis (the keys)
-        # Hint: weights = F.softmax(scores + mask)
+        # Hint: add mask to scores (it broadcasts over batch and heads), then F.softmax (last axis by default)
         weights = None
 
         # TODO: Mix the values with the weights: [batch, n_head, seq, head_dim]
-        # Hint: return weights @ value
+        # Hint: a matrix product of the weights [..., seq, seq] and value [..., seq, head_dim]
         return None
 
     def __call__(self, hidden_states: Tensor) -> Tensor:
         """[batch, seq, n_embd] -> [batch, seq, n_embd]."""
         # TODO: Project to query, key and value at once: [batch, seq, 3 * n_embd]
-        # Hint: qkv = self.c_attn(hidden_states)
+        # Hint: call c_attn on hidden_states
         qkv = None
 
         # TODO: Split the last axis into query, key, value (in that order)
-        # Hint: query, key, value = F.split(qkv, [self.embed_dim] * 3, axis=-1)
+        # Hint: F.split the last axis into three pieces of embed_dim each, and unpack them
         query, key, value = None, None, None
 
         # TODO: Split each of them into heads
-        # Hint: query = self._split_heads(query), and the same for key and value
+        # Hint: pass each of query, key and value through self._split_heads, keeping their names
         pass
 
         # TODO: Run attention on all heads at once
-        # Hint: attn_output = self._attn(query, key, value)
+        # Hint: self._attn on query, key and value
         attn_output = None
 
         # TODO: Merge the heads and apply the output projection
-        # Hint: return self.c_proj(self._merge_heads(attn_output))
+        # Hint: _merge_heads back to [batch, seq, n_embd], then c_proj mixes the heads
         return None

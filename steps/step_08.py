@@ -71,13 +71,13 @@ def pre_norm_residual(
         x + sublayer(norm(x)), [batch, seq, n_embd].
     """
     # TODO: Normalize the input
-    # Hint: normalized = norm(x)
+    # Hint: norm is a callable (a LayerNorm): call it on x
     normalized = None
 
     # TODO: Run the sublayer on the normalized tensor
-    # Hint: update = sublayer(normalized)
+    # Hint: call sublayer on the normalized copy, not on x
     update = None
 
     # TODO: Add the update to the ORIGINAL x (not to normalized) and return it
-    # Hint: return x + update
+    # Hint: the residual: the unnormalized stream plus the update
     return None

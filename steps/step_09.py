@@ -69,35 +69,35 @@ class GPT2Block(Module):
         hidden_size = config.n_embd
 
         # TODO: Choose the MLP's hidden width: n_inner if set, else 4 * hidden_size
-        # Hint: config.n_inner if config.n_inner is not None else 4 * hidden_size
+        # Hint: a conditional expression that tests config.n_inner with `is not None`, as HuggingFace does
         inner_dim = None
 
         # TODO: Create the LayerNorm before attention
-        # Hint: LayerNorm(hidden_size, eps=config.layer_norm_epsilon)
+        # Hint: a LayerNorm of hidden_size, with eps from config.layer_norm_epsilon
         self.ln_1 = None
 
         # TODO: Create the attention sublayer
-        # Hint: GPT2MultiHeadAttention(config)
+        # Hint: the attention of step 07, built from the config
         self.attn = None
 
         # TODO: Create the LayerNorm before the MLP
-        # Hint: LayerNorm(hidden_size, eps=config.layer_norm_epsilon)
+        # Hint: built like ln_1
         self.ln_2 = None
 
         # TODO: Create the MLP sublayer
-        # Hint: GPT2MLP(inner_dim, config)
+        # Hint: the MLP of step 04, with inner_dim as its hidden width
         self.mlp = None
 
     def __call__(self, hidden_states: Tensor) -> Tensor:
         """[batch, seq, n_embd] -> [batch, seq, n_embd]."""
         # TODO: Attention sublayer with pre-norm and residual
-        # Hint: hidden_states = pre_norm_residual(hidden_states, self.ln_1, self.attn)
+        # Hint: pre_norm_residual (step 08) with the stream, ln_1 and attn; its result is the new stream
         pass
 
         # TODO: MLP sublayer with pre-norm and residual
-        # Hint: hidden_states = pre_norm_residual(hidden_states, self.ln_2, self.mlp)
+        # Hint: pre_norm_residual again, with ln_2 and mlp
         pass
 
         # TODO: Return the updated residual stream
-        # Hint: return hidden_states
+        # Hint: the stream after both sublayers, [batch, seq, n_embd]
         return None

@@ -71,39 +71,39 @@ class GPT2Model(Module):
     def __init__(self, config: GPT2Config):
         """Initialize wte, wpe, the blocks h.0 ... h.{n_layer-1}, and ln_f."""
         # TODO: Create the token embedding table [vocab_size, n_embd]
-        # Hint: Embedding(config.vocab_size, dim=config.n_embd)
+        # Hint: an Embedding with one row per vocabulary token, each row n_embd wide
         self.wte = None
 
         # TODO: Create the position embedding table [n_positions, n_embd]
-        # Hint: Embedding(config.n_positions, dim=config.n_embd)
+        # Hint: an Embedding with one row per position GPT-2 can read (n_positions), n_embd wide
         self.wpe = None
 
         # TODO: Create n_layer blocks, each with its own weights, in a Sequential
-        # Hint: Sequential(*(GPT2Block(config) for _ in range(config.n_layer)))
+        # Hint: a Sequential of n_layer separate GPT2Blocks: call GPT2Block(config) once per layer
         self.h = None
 
         # TODO: Create the final LayerNorm
-        # Hint: LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        # Hint: step 03's LayerNorm over n_embd, with the config's epsilon
         self.ln_f = None
 
     def __call__(self, input_ids: Tensor) -> Tensor:
         """[batch, seq] token ids -> [batch, seq, n_embd] hidden states."""
         # TODO: Look up the token embeddings: [batch, seq, n_embd]
-        # Hint: tok_embeds = self.wte(input_ids)
+        # Hint: call the token table on the ids; each id becomes its row
         tok_embeds = None
 
         # TODO: Look up the position embeddings: [seq, n_embd]
-        # Hint: pos_embeds = self.wpe(position_ids(input_ids))
+        # Hint: position_ids (step 06) gives 0 .. seq - 1 from the ids' symbolic length; look those up in the position table
         pos_embeds = None
 
         # TODO: Add them (the positions broadcast over the batch)
-        # Hint: hidden_states = tok_embeds + pos_embeds
+        # Hint: a plain +: [batch, seq, n_embd] plus [seq, n_embd] broadcasts over the batch
         hidden_states = None
 
         # TODO: Run all blocks in order
-        # Hint: hidden_states = self.h(hidden_states)
+        # Hint: a Sequential is called like one module: it runs its blocks in order, each on the previous one's output
         pass
 
         # TODO: Apply the final LayerNorm and return the result
-        # Hint: return self.ln_f(hidden_states)
+        # Hint: call self.ln_f on the last block's output and return that
         return None

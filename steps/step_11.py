@@ -71,19 +71,19 @@ class MaxGPT2LMHeadModel(Module):
         self.config = config
 
         # TODO: Create the transformer (embeddings, blocks, final norm)
-        # Hint: GPT2Model(config)
+        # Hint: step 10's GPT2Model, built from the same config, stored as transformer (HuggingFace's name)
         self.transformer = None
 
         # TODO: Create the LM head: n_embd -> vocab_size, without a bias
-        # Hint: Linear(config.n_embd, config.vocab_size, bias=False)
+        # Hint: a Linear from n_embd to vocab_size, without bias
         self.lm_head = None
 
     def __call__(self, input_ids: Tensor) -> Tensor:
         """[batch, seq] token ids -> [batch, seq, vocab_size] logits."""
         # TODO: Get the hidden states: [batch, seq, n_embd]
-        # Hint: hidden_states = self.transformer(input_ids)
+        # Hint: call the transformer on the ids
         hidden_states = None
 
         # TODO: Project them to one logit per vocabulary token and return them
-        # Hint: return self.lm_head(hidden_states)
+        # Hint: call the head on the hidden states and return its output: [batch, seq, vocab_size]
         return None

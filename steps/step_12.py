@@ -97,22 +97,20 @@ def load_hf_weights(model: MaxGPT2LMHeadModel, hf_state_dict: Mapping[str, Any])
         ValueError: a weight's shape does not fit its parameter.
     """
     # TODO: Map each parameter name of the model to its shape as a tuple of ints
-    # Hint: expected = {name: tuple(int(d) for d in p.shape) for name, p in model.parameters}
+    # Hint: a dict comprehension over model.parameters (name, parameter pairs): each shape as a tuple of Python ints
     # (Parameter shapes are fixed numbers, so int() is fine here.)
     expected = None
 
     # TODO: Copy the state dict without the buffers
-    # Hint: state = {k: v for k, v in hf_state_dict.items() if not k.endswith(BUFFER_SUFFIXES)}
+    # Hint: a dict comprehension that keeps every key not ending with one of BUFFER_SUFFIXES
     state = None
 
     # TODO: If lm_head.weight is missing, take the tied transformer.wte.weight
-    # Hint: if "lm_head.weight" not in state and "transformer.wte.weight" in state:
-    # Hint:     state["lm_head.weight"] = state["transformer.wte.weight"]
+    # Hint: GPT-2 ties its head to wte: when the state has no lm_head.weight but has transformer.wte.weight, store the latter under the former's name
     pass
 
     # TODO: Find the names the model expects but the state lacks, and the reverse
-    # Hint: missing = sorted(expected.keys() - state.keys())
-    # Hint: unexpected = sorted(state.keys() - expected.keys())
+    # Hint: set differences of the two key sets, in both directions, sorted so the message is stable
     missing = None
     unexpected = None
     if missing or unexpected:
@@ -125,24 +123,23 @@ def load_hf_weights(model: MaxGPT2LMHeadModel, hf_state_dict: Mapping[str, Any])
     weights = {}
     for name, shape in expected.items():
         # TODO: Read the weight as a float32 numpy array
-        # Hint: array = np.asarray(state[name], dtype=np.float32)
+        # Hint: np.asarray with dtype float32: torch tensors and numpy arrays alike become float32 numpy
         array = None
 
         # TODO: Transpose the Conv1D weights from [in, out] to [out, in]
-        # Hint: if name.endswith(CONV1D_SUFFIXES): array = array.T
+        # Hint: the names ending with one of CONV1D_SUFFIXES hold [in, out] weights; a MAX Linear wants [out, in]
         pass
 
         # TODO: Raise ValueError if the shape does not fit the parameter
-        # Hint: if array.shape != shape: raise ValueError(
-        # Hint:     f"{name}: weight has shape {list(array.shape)}, the model expects {list(shape)}")
+        # Hint: compare array.shape with the expected shape and raise ValueError naming the weight, both shapes as lists
         pass
 
         # TODO: Store a contiguous copy (a transpose is only a strided view)
-        # Hint: weights[name] = np.ascontiguousarray(array)
+        # Hint: np.ascontiguousarray makes a real copy in row-major order
         pass
 
     # TODO: Load all weights into the model
-    # Hint: model.load_state_dict(weights)
+    # Hint: the module's own load_state_dict takes the whole name -> array dict
     pass
 
 
@@ -183,20 +180,19 @@ def softmax_with_temperature(logits: np.ndarray, temperature: float) -> np.ndarr
     Temperature < 1 sharpens the distribution, > 1 flattens it.
     """
     # TODO: Reject temperatures that are not positive
-    # Hint: if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+    # Hint: a temperature of 0 or below cannot divide the logits; raise ValueError saying what was given
     pass
 
     # TODO: Divide the logits (as float64) by the temperature, BEFORE softmax
-    # Hint: scaled = np.asarray(logits, dtype=np.float64) / temperature
+    # Hint: turn the logits into a float64 numpy array, then divide by the temperature
     scaled = None
 
     # TODO: Subtract each row's maximum so exp cannot overflow
-    # Hint: scaled = scaled - scaled.max(axis=-1, keepdims=True)
+    # Hint: subtract the row maxima (max over the last axis, keepdims=True so it broadcasts)
     pass
 
     # TODO: Exponentiate and normalize over the last axis
-    # Hint: exp = np.exp(scaled)
-    # Hint: return exp / exp.sum(axis=-1, keepdims=True)
+    # Hint: np.exp, then divide by the sum over the last axis (keepdims=True)
     return None
 
 
@@ -240,27 +236,27 @@ def generate_next_token(
     ids = as_token_array(input_ids, model)
 
     # TODO: Run the model and read its logits into numpy: [batch, seq, vocab_size]
-    # Hint: logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
+    # Hint: wrap the ids with Tensor.from_dlpack, call the model, read the result back with np.from_dlpack
     logits = None
 
     # TODO: Keep only the last position's logits: [batch, vocab_size]
-    # Hint: next_logits = logits[:, -1, :]
+    # Hint: index the sequence axis with -1, keeping batch and vocabulary
     next_logits = None
 
     # TODO: Greedy decoding: return the most likely token of each row
-    # Hint: if not do_sample: return np.argmax(next_logits, axis=-1).astype(np.int64)
+    # Hint: when not sampling, return np.argmax over the last axis, as int64
     pass
 
     # TODO: Turn the logits into probabilities with the temperature
-    # Hint: probs = softmax_with_temperature(next_logits, temperature)
+    # Hint: softmax_with_temperature (above) on the last position's logits
     probs = None
 
     # TODO: Use the given generator, or a fresh one if none was given
-    # Hint: rng = rng if rng is not None else np.random.default_rng()
+    # Hint: keep rng when one is given; otherwise np.random.default_rng() with no seed
     pass
 
     # TODO: Draw one token per row from its distribution
-    # Hint: return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)
+    # Hint: rng.choice over the vocabulary with p= the row's probabilities, one draw per row, as an int64 array
     return None
 
 
@@ -287,25 +283,21 @@ def generate_tokens(
         [batch, seq + max_new_tokens] int64 array: the prompt and the new tokens.
     """
     # TODO: Validate the arguments before running the model
-    # Hint: if max_new_tokens < 0: raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    # Hint: if do_sample and temperature <= 0:
-    # Hint:     raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    # Hint: raise ValueError for a negative max_new_tokens, and for do_sample with a temperature <= 0
     pass
 
     # TODO: Check the prompt and turn it into a [batch, seq] int64 array
-    # Hint: ids = as_token_array(input_ids, model)
+    # Hint: as_token_array (given above) checks the ids against the model and returns them as [batch, seq] int64
     ids = None
 
     # TODO: Make ONE random generator from the seed, for the whole loop
-    # Hint: rng = np.random.default_rng(seed)
+    # Hint: np.random.default_rng with the seed, once, before the loop
     rng = None
 
     # TODO: max_new_tokens times: choose the next token and append it as a new column
-    # Hint: for _ in range(max_new_tokens):
-    # Hint:     next_token = generate_next_token(model, ids, temperature, do_sample, rng=rng)
-    # Hint:     ids = np.concatenate([ids, next_token[:, None]], axis=1)
+    # Hint: a for loop of max_new_tokens rounds: generate_next_token with rng=rng, then np.concatenate the [batch, 1] column onto ids along axis 1
     pass
 
     # TODO: Return the prompt followed by the new tokens
-    # Hint: return ids
+    # Hint: ids now holds the prompt and every new token
     return None

@@ -4,8 +4,8 @@ Step 13: Top-k and top-p (nucleus) sampling
 Sampling from softmax(logits / T) (step 12) gives every one of the 50257
 tokens a chance. Most of them are absurd continuations, and although each
 is unlikely, together they are not: now and then a draw lands in that long
-tail, and one wrong token can derail the rest of the text. Every practical
-text generator therefore cuts the tail off before it samples.
+tail, and one wrong token can derail the rest of the text. Most text
+generators therefore cut the tail off before they sample.
 
 Top-k keeps the k most likely tokens of each row and sets every other logit
 to -inf, so softmax gives it probability exactly 0:
@@ -21,7 +21,10 @@ np.sort(logits, axis=-1)[..., -k] (np.sort sorts ascending).
 Top-p ("nucleus" sampling) adapts to the distribution instead: it keeps the
 smallest set of most likely tokens whose probabilities add up to at least
 top_p. When the model is sure, that is one or two tokens; when it is
-unsure, many. HuggingFace's rule, which this lesson follows exactly:
+unsure, many. HuggingFace's rule, which this lesson follows step by step
+(it keeps the same set of tokens; HuggingFace computes in float32 and this
+lesson in float64, so the probabilities agree only up to float32 rounding,
+and a running sum that lands right on 1 - top_p may fall either side):
   1. sort each row's logits ascending (np.argsort(logits, axis=-1), least
      likely first) and take softmax of the sorted row;
   2. running sum: np.cumsum(sorted_probs, axis=-1);
@@ -32,9 +35,9 @@ unsure, many. HuggingFace's rule, which this lesson follows exactly:
   5. put the drop marks back into vocabulary order (np.put_along_axis with
      the same order) and set the dropped logits to -inf.
 
-    probs    [0.5, 0.3, 0.15, 0.05]       top_p=0.8
+    probs    [0.5, 0.3, 0.15, 0.05]       top_p=0.75
     sorted   [0.05, 0.15, 0.3, 0.5]       running sum [0.05, 0.2, 0.5, 1.0]
-    dropped  0.05 and 0.15 (sums 0.05 and 0.2 are <= 0.2); kept 0.5 and 0.3
+    dropped  0.05 and 0.15 (sums 0.05 and 0.2 are <= 0.25); kept 0.5 and 0.3
 
 top_p=1.0 drops nothing. Use a stable sort (kind="stable"): equal logits
 then keep their index order. (HuggingFace sorts with torch.sort, whose
@@ -84,60 +87,55 @@ import numpy as np
 def top_k_filter(logits: np.ndarray, top_k: int) -> np.ndarray:
     """Keep the top_k largest logits of each row, and any tied with the k-th; -inf elsewhere."""
     # TODO: Refuse a top_k below 1
-    # Hint: if top_k < 1:
-    # Hint:     raise ValueError(f"top_k must be at least 1, got {top_k}")
+    # Hint: raise ValueError when top_k is below 1, saying what was given
     pass
 
     # TODO: Work on float64 logits
-    # Hint: logits = np.asarray(logits, dtype=np.float64)
+    # Hint: np.asarray with dtype float64
     logits = None
 
     # TODO: A top_k larger than the vocabulary keeps every token
-    # Hint: k = min(top_k, logits.shape[-1])
+    # Hint: the smaller of top_k and the vocabulary size (the last axis of logits)
     k = None
 
     # TODO: The k-th largest logit of each row, as a column: [batch, 1]
-    # Hint: kth_largest = np.sort(logits, axis=-1)[..., -k, None]
+    # Hint: np.sort sorts ascending, so the k-th largest is at index -k of the last axis; keep that axis (None) so it broadcasts
     kth_largest = None
 
     # TODO: Set every logit below it to -inf
-    # Hint: return np.where(logits < kth_largest, -np.inf, logits)
+    # Hint: np.where: -inf where a logit is strictly below the k-th largest, the logit itself elsewhere
     return None
 
 
 def top_p_filter(logits: np.ndarray, top_p: float) -> np.ndarray:
     """Keep the most likely tokens until their probabilities add up to top_p; -inf elsewhere."""
     # TODO: Refuse a top_p outside (0, 1]
-    # Hint: if not 0 < top_p <= 1:
-    # Hint:     raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    # Hint: raise ValueError unless 0 < top_p <= 1, saying what was given
     pass
 
     # TODO: Work on float64 logits
-    # Hint: logits = np.asarray(logits, dtype=np.float64)
+    # Hint: np.asarray with dtype float64
     logits = None
 
     # TODO: Sort each row ascending (least likely first), keeping equal logits in index order
-    # Hint: order = np.argsort(logits, axis=-1, kind="stable")
+    # Hint: np.argsort over the last axis with kind="stable" gives the order, least likely first
     order = None
 
     # TODO: Probabilities of the sorted logits, and their running sum
-    # Hint: sorted_probs = softmax_with_temperature(np.take_along_axis(logits, order, axis=-1), 1.0)
-    # Hint: cumulative = np.cumsum(sorted_probs, axis=-1)
+    # Hint: gather the logits in that order (np.take_along_axis), softmax them at temperature 1.0, then np.cumsum over the last axis
     sorted_probs = None
     cumulative = None
 
     # TODO: Drop the tokens whose running sum is <= 1 - top_p, but never the most likely one
-    # Hint: drop_sorted = cumulative <= 1 - top_p
-    # Hint: drop_sorted[..., -1] = False
+    # Hint: a boolean array: running sum <= 1 - top_p; then set its last column (the most likely token) to False
     drop_sorted = None
 
     # TODO: Put the drop marks back into vocabulary order
-    # Hint: drop = np.empty_like(drop_sorted)
-    # Hint: np.put_along_axis(drop, order, drop_sorted, axis=-1)
+    # Hint: np.empty_like, then np.put_along_axis with the same order scatters each mark to its token's index
     drop = None
 
     # TODO: Set the dropped logits to -inf
-    # Hint: return np.where(drop, -np.inf, logits)
+    # Hint: np.where: -inf where dropped, the logit elsewhere
     return None
 
 
@@ -149,23 +147,19 @@ def warp_logits(
 ) -> np.ndarray:
     """Temperature, then top-k, then top-p, as HuggingFace applies them."""
     # TODO: Refuse a temperature that is not > 0 (`not temperature > 0` also catches NaN)
-    # Hint: if not temperature > 0:
-    # Hint:     raise ValueError(f"temperature must be > 0, got {temperature}")
+    # Hint: `not temperature > 0` is True for 0, negatives and NaN; raise ValueError then
     pass
 
     # TODO: Temperature first
-    # Hint: scores = np.asarray(logits, dtype=np.float64) / temperature
+    # Hint: float64 logits divided by the temperature
     scores = None
 
     # TODO: Then top-k, then top-p, each only when it is set
-    # Hint: if top_k is not None:
-    # Hint:     scores = top_k_filter(scores, top_k)
-    # Hint: if top_p is not None:
-    # Hint:     scores = top_p_filter(scores, top_p)
+    # Hint: top_k_filter when top_k is not None, then top_p_filter when top_p is not None, each on scores
     pass
 
     # TODO: Return the warped logits
-    # Hint: return scores
+    # Hint: scores now holds the warped logits
     return None
 
 
@@ -190,17 +184,15 @@ def choose_next_token(
 ) -> np.ndarray:
     """One token per row of next_logits [batch, vocab]: argmax, or a draw from the warped distribution."""
     # TODO: Greedy decoding ignores temperature, top_k and top_p
-    # Hint: if not do_sample:
-    # Hint:     return np.argmax(next_logits, axis=-1).astype(np.int64)
+    # Hint: when not sampling, return np.argmax over the last axis, as int64
     pass
 
     # TODO: Probabilities of the warped logits (the temperature is already applied: use 1.0)
-    # Hint: probs = softmax_with_temperature(warp_logits(next_logits, temperature, top_k, top_p), 1.0)
+    # Hint: warp_logits (temperature, top-k, top-p), then softmax_with_temperature with 1.0 since the temperature is applied already
     probs = None
 
     # TODO: Draw one token per row, with the given generator or a fresh one
-    # Hint: rng = rng if rng is not None else np.random.default_rng()
-    # Hint: return np.array([rng.choice(len(p), p=p) for p in probs], dtype=np.int64)
+    # Hint: as in step 12: keep the given rng or make np.random.default_rng(), then one rng.choice per row with p= its probabilities, as int64
     return None
 
 
@@ -216,12 +208,11 @@ def generate_next_token(
 ) -> np.ndarray:
     """Choose the next token of each sequence from the model's last-position logits."""
     # TODO: As in step 12: check the ids and run the model
-    # Hint: ids = as_token_array(input_ids, model)
-    # Hint: logits = np.from_dlpack(model(Tensor.from_dlpack(ids)))
+    # Hint: as_token_array on the ids, then the model through Tensor.from_dlpack and back through np.from_dlpack
     logits = None
 
     # TODO: Choose from the last position's logits
-    # Hint: return choose_next_token(logits[:, -1, :], temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
+    # Hint: choose_next_token (above) on the last position, passing every option on
     return None
 
 
@@ -229,14 +220,12 @@ def pad_finished(next_token: np.ndarray, finished: np.ndarray, eos_token_id: int
     """Finished sequences get eos_token_id as padding; a sequence that produces
     it is finished from now on. Returns (tokens, finished)."""
     # TODO: Without an end-of-text token nothing changes
-    # Hint: if eos_token_id is None:
-    # Hint:     return next_token, finished
+    # Hint: when eos_token_id is None, return next_token and finished unchanged
     pass
 
     # TODO: Pad the finished sequences, then mark the ones that produced eos_token_id
-    # Hint: next_token = np.where(finished, eos_token_id, next_token)
-    # Hint: return next_token, finished | (next_token == eos_token_id)
-    return None, None
+    # Hint: np.where puts eos_token_id in the finished rows; a row is finished if it was, or if its token is eos_token_id
+    pass
 
 
 def generate_tokens(
@@ -260,21 +249,14 @@ def generate_tokens(
     check_generation_settings(max_new_tokens, temperature, do_sample, top_k, top_p)
 
     # TODO: The prompt as ids, ONE generator, and no sequence finished yet
-    # Hint: ids = as_token_array(input_ids, model)
-    # Hint: rng = np.random.default_rng(seed)
-    # Hint: finished = np.zeros(len(ids), dtype=bool)
+    # Hint: as_token_array on the prompt, one numpy default_rng from the seed, and a boolean np.zeros with one flag per row
     ids = None
 
     # TODO: Loop: choose the next tokens, pad the finished sequences, append,
-    # TODO: and stop when every sequence is finished
-    # Hint: for _ in range(max_new_tokens):
-    # Hint:     next_token = generate_next_token(model, ids, temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
-    # Hint:     next_token, finished = pad_finished(next_token, finished, eos_token_id)
-    # Hint:     ids = np.concatenate([ids, next_token[:, None]], axis=1)
-    # Hint:     if finished.all():
-    # Hint:         break
+    #       and stop when every sequence is finished
+    # Hint: max_new_tokens rounds: generate_next_token with all options, pad_finished, np.concatenate the column onto ids, break when finished.all()
     pass
 
     # TODO: Return the prompt followed by the new tokens
-    # Hint: return ids
+    # Hint: ids holds the prompt and the new tokens
     return None

@@ -9,6 +9,26 @@ step. Keep them: that is the KV cache. Then each new token needs only its
 own query, key and value, and attends over the cached keys and values
 plus its own.
 
+Why the cached numbers are the same numbers: the embeddings, LayerNorm
+and the MLP act on each position alone, attention is causal (token i
+reads only tokens <= i), and a token's position never shifts. So
+everything layer l computes for token i, its key and value included, is
+fixed once token i is there; a later token changes none of it. Queries
+are not cached: a token's query is used once, by that token, at the
+step it arrives; later tokens ask with queries of their own.
+
+Why it is fast: prefill multiplies a [prompt, 768] matrix by each
+weight, matrix-matrix work that uses each weight many times. A decode
+step multiplies ONE row by each weight: it must read all the float32
+weights (about 495 MB at 124M, the tied head counted once) to do about
+0.25 GFLOP, two FLOPs per weight, so half a FLOP per byte read. A CPU
+core does far more FLOPs per byte than its memory delivers, so a decode
+step is bound by reading the weights, not by arithmetic (lesson 15 puts
+several sequences through one read).
+
+What it costs: 2 (keys, values) x 12 layers x 768 x 4 bytes = 73728
+bytes = 72 KiB per token at 124M, 72 MiB for a sequence of 1024 tokens.
+
 Generation becomes two kinds of call of the same model:
   prefill  the whole prompt, with an empty cache (0 cached tokens);
   decode   one new token per sequence, with everything before it cached.
@@ -31,8 +51,11 @@ seq = the number of new tokens:
   - the LM head runs on the last position only: the next token is all the
     loop needs, and the head is the largest matrix of the model.
 Every parameter keeps its name (the cached classes subclass steps 07, 09,
-10 and 11 and only change __call__), so step 12's load_hf_weights fills
-them as before.
+10 and 11, override __call__, and override __init__ to put the cached
+sub-module in place of the plain one under the same name: attn, h,
+transformer), so step 12's load_hf_weights fills them as before. Attention and the block also take an optional mask: None
+builds the causal mask above; lesson 15 passes its own, for rows of
+different lengths.
 
 The cache (KVCache) is two numpy buffers of a fixed size,
     keys, values: [n_layer, batch, n_head, capacity, head_dim]   float32
@@ -44,12 +67,12 @@ How it is compiled (tools/kv_engine.py, given; read it if you like):
 compile_cached_model(model) traces the model ONCE with every size symbolic
 (batch, new tokens, cached tokens, capacity), so one graph serves the
 prefill and every decode step, whatever the lengths: no graph per token.
-The graph takes the whole cache buffers and the length, and reads
-cache[..., :length, :] itself, so the buffers are never copied. It does
-not use Module.compile: in MAX 25.7 every Tensor a compiled module returns
-stays referenced until the process ends, and a cache handed back at every
-step would pile up in memory. The engine's own model, called with
-max.driver tensors, does not do that: memory stays flat.
+The graph takes the whole cache buffers and the length, and slices
+cache[..., :length, :] itself, so numpy never copies the cache to hand it
+over; inside the graph, each layer's attention still concatenates the
+filled part with the new keys and values at every step (a copy of
+past+seq positions). Why it calls MAX's engine directly rather than
+Module.compile is told in tools/kv_engine.py (a MAX 25.7 memory issue).
 
     compiled = compile_cached_model(model)
     logits, keys, values = compiled(input_ids, cache)   # [batch, vocab], new keys/values
@@ -65,6 +88,11 @@ Tasks:
   7. generate_tokens_cached: prefill, then one token at a time
 
 Run: pixi run s14
+
+Measure it: `python bench.py` times greedy generation with and without
+the cache (and HuggingFace's), checks that all three write the same
+tokens, and prints decode ms per token and the floor of a decode step
+(the weights' bytes over the memory bandwidth it measures).
 """
 
 from typing import Any
@@ -92,37 +120,36 @@ from solutions.solution_13 import check_generation_settings
 class CachedGPT2Attention(GPT2MultiHeadAttention):
     """Attention of the new tokens over the cached keys/values and their own."""
 
-    def __call__(self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns the output [batch, seq, n_embd] and the new tokens' key and value."""
+    def __call__(
+        self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Returns the output [batch, seq, n_embd] and the new tokens' key and value.
+
+        mask: added to the scores; None builds the causal mask for a cache
+        that holds past_key.shape[-2] tokens in every row (lesson 15 passes
+        a mask of its own, for rows of different lengths)."""
         # TODO: Query, key and value of the new tokens, split into heads (as in step 07)
-        # Hint: qkv = self.c_attn(hidden_states)
-        # Hint: query, key, value = F.split(qkv, [self.embed_dim] * 3, axis=-1)
-        # Hint: query = self._split_heads(query)  # [batch, n_head, seq, head_dim]
-        # Hint: key = self._split_heads(key)
-        # Hint: value = self._split_heads(value)
+        # Hint: as in step 07: c_attn, F.split into three pieces of n_embd, then self._split_heads on each
         query, key, value = None, None, None
 
         # TODO: The new keys and values go after the cached ones
-        # Hint: all_keys = F.concat([past_key, key], axis=2)  # [batch, n_head, past+seq, head_dim]
-        # Hint: all_values = F.concat([past_value, value], axis=2)
+        # Hint: F.concat the cached keys and then the new ones on the sequence axis (2); the same for values
         all_keys, all_values = None, None
 
         # TODO: Scores of the new queries against all keys, scaled
-        # Hint: scores = query @ all_keys.transpose(-1, -2) / math.sqrt(self.head_dim)  # [batch, n_head, seq, past+seq]
+        # Hint: the new queries times the transposed keys (last two axes), divided by sqrt(head_dim)
         scores = None
 
-        # TODO: The mask: each new token sees every cached token and the new ones up to itself
-        # Hint: past_length, seq_length = past_key.shape[-2], query.shape[-2]
-        # Hint: mask = causal_mask(seq_length, past_length, dtype=scores.dtype, device=scores.device)  # [seq, past+seq]
-        mask = None
+        # TODO: When no mask is given: each new token sees every cached token and the new ones up to itself
+        # Hint: only when mask is None: read past and seq from the key and query shapes, and build step 02's causal_mask(seq, past) in the scores' dtype and device
+        pass
 
         # TODO: Softmax, mix the values, merge the heads, project
-        # Hint: weights = F.softmax(scores + mask)
-        # Hint: output = self.c_proj(self._merge_heads(weights @ all_values))  # [batch, seq, n_embd]
+        # Hint: F.softmax of scores plus mask; weights @ all_values, self._merge_heads, then self.c_proj
         output = None
 
         # TODO: Return the output and the NEW tokens' key and value (the loop caches them)
-        # Hint: return output, key, value
+        # Hint: return three things: the output, and this call's key and value (not the concatenated ones)
         return None
 
 
@@ -133,16 +160,16 @@ class CachedGPT2Block(GPT2Block):
         super().__init__(config)
         self.attn = CachedGPT2Attention(config)
 
-    def __call__(self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def __call__(
+        self, hidden_states: Tensor, past_key: Tensor, past_value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """[batch, seq, n_embd] -> the same shape, and the new tokens' key and value."""
-        # TODO: Attention with a residual; it also returns the new key and value
-        # Hint: attn_output, key, value = self.attn(self.ln_1(hidden_states), past_key, past_value)
-        # Hint: hidden_states = hidden_states + attn_output
+        # TODO: Attention (passing the mask on) with a residual; it also returns the new key and value
+        # Hint: self.attn on ln_1 of the stream, with the cache and the mask; add its output to the stream
         pass
 
         # TODO: The MLP with its residual, as in step 09
-        # Hint: hidden_states = pre_norm_residual(hidden_states, self.ln_2, self.mlp)
-        # Hint: return hidden_states, key, value
+        # Hint: pre_norm_residual with ln_2 and the MLP, as in step 09; return the stream with the key and value
         return None
 
 
@@ -160,26 +187,19 @@ class CachedGPT2Model(GPT2Model):
         and values, [n_layer, batch, n_head, seq, head_dim] each.
         """
         # TODO: Positions past, past+1, ..., past+seq-1
-        # Hint: past_length, seq_length = past_keys.shape[-2], input_ids.shape[-1]
-        # Hint: positions = Tensor.arange(
-        # Hint:     past_length, past_length + seq_length, dtype=input_ids.dtype, device=input_ids.device
-        # Hint: )  # [seq]: past, past+1, ...
+        # Hint: past and seq from the shapes, then Tensor.arange from past to past+seq in the ids' dtype and device
         positions = None
 
         # TODO: Token plus position embeddings
-        # Hint: hidden_states = self.wte(input_ids) + self.wpe(positions)  # [batch, seq, n_embd]
+        # Hint: self.wte on the ids plus self.wpe on the positions
         hidden_states = None
 
         # TODO: Each block gets its layer's cache; collect the new keys and values
-        # Hint: keys, values = [], []
-        # Hint: for i, block in enumerate(self.h):
-        # Hint:     hidden_states, key, value = block(hidden_states, past_keys[i], past_values[i])
-        # Hint:     keys.append(key)
-        # Hint:     values.append(value)
+        # Hint: loop over self.h with enumerate: block i gets past_keys[i] and past_values[i]; collect each block's key and value in lists
         pass
 
         # TODO: The final norm, and the new keys and values stacked over the layers
-        # Hint: return self.ln_f(hidden_states), F.stack(keys), F.stack(values)
+        # Hint: ln_f of the stream, and F.stack of each list (a new first axis: the layers)
         return None
 
 
@@ -193,9 +213,7 @@ class CachedGPT2LMHeadModel(MaxGPT2LMHeadModel):
     def __call__(self, input_ids: Tensor, past_keys: Tensor, past_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Returns logits [batch, vocab_size] of the last new token, keys, values."""
         # TODO: Run the transformer, then the LM head on the LAST position only
-        # Hint: hidden_states, keys, values = self.transformer(input_ids, past_keys, past_values)
-        # Hint: logits = self.lm_head(hidden_states[:, -1, :])  # [batch, vocab_size]
-        # Hint: return logits, keys, values
+        # Hint: self.transformer with the cache; self.lm_head on the last position only ([:, -1, :]); return the logits with the keys and values
         return None
 
 
@@ -204,10 +222,7 @@ class KVCache:
 
     def __init__(self, config: GPT2Config, batch_size: int, capacity: int):
         # TODO: Two float32 buffers [n_layer, batch, n_head, capacity, head_dim], and nothing filled yet
-        # Hint: shape = (config.n_layer, batch_size, config.n_head, capacity, config.n_embd // config.n_head)
-        # Hint: self.keys = np.zeros(shape, dtype=np.float32)  # [n_layer, batch, n_head, capacity, head_dim]
-        # Hint: self.values = np.zeros(shape, dtype=np.float32)
-        # Hint: self.length = 0  # positions filled
+        # Hint: one shape tuple (head_dim = n_embd // n_head), np.zeros of it in float32 twice, and length 0
         self.keys = None
         self.values = None
         self.length = None
@@ -215,10 +230,7 @@ class KVCache:
     def append(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Write the new tokens' keys/values [n_layer, batch, n_head, seq, head_dim] after the cached ones."""
         # TODO: Write them at positions length .. length+seq-1, then advance length
-        # Hint: seq_length = keys.shape[-2]
-        # Hint: self.keys[:, :, :, self.length : self.length + seq_length] = keys
-        # Hint: self.values[:, :, :, self.length : self.length + seq_length] = values
-        # Hint: self.length += seq_length
+        # Hint: seq from the keys' second-to-last axis; assign into the slice self.length : self.length + seq of axis 3 of both buffers; add seq to length
         pass
 
 
@@ -243,34 +255,18 @@ def generate_tokens_cached(
     check_generation_settings(max_new_tokens, temperature, do_sample, top_k, top_p)
 
     # TODO: The prompt as ids; refuse a prompt plus new tokens beyond the context
-    # Hint: ids = as_token_array(input_ids, model)
-    # Hint: batch_size, prompt_length = ids.shape
-    # Hint: if prompt_length + max_new_tokens > model.config.n_positions:
-    # Hint:     raise ValueError(
-    # Hint:         f"{prompt_length} prompt tokens + {max_new_tokens} new tokens > n_positions={model.config.n_positions}"
-    # Hint:     )
+    # Hint: as_token_array, its shape as batch and prompt length, and a ValueError when prompt plus new tokens exceed n_positions
     ids = None
 
     # TODO: ONE generator, a cache with room for every token, no sequence finished yet
-    # Hint: rng = np.random.default_rng(seed)
-    # Hint: cache = KVCache(model.config, batch_size, capacity=prompt_length + max_new_tokens)
-    # Hint: finished = np.zeros(batch_size, dtype=bool)
-    # Hint: new_ids = ids  # prefill: the whole prompt
+    # Hint: one default_rng from the seed; a KVCache with room for prompt + max_new_tokens; one finished flag per row; the first feed is the whole prompt
     pass
 
     # TODO: Loop: run the model on the new tokens, cache their keys and values,
-    # TODO: choose, pad, append; from then on feed only the token just chosen
-    # Hint: for _ in range(max_new_tokens):
-    # Hint:     logits, keys, values = model(new_ids, cache)
-    # Hint:     cache.append(keys, values)
-    # Hint:     next_token = choose_next_token(logits, temperature, do_sample, top_k=top_k, top_p=top_p, rng=rng)
-    # Hint:     next_token, finished = pad_finished(next_token, finished, eos_token_id)
-    # Hint:     ids = np.concatenate([ids, next_token[:, None]], axis=1)
-    # Hint:     if finished.all():
-    # Hint:         break
-    # Hint:     new_ids = next_token[:, None]  # decode: one new token per sequence
+    #       choose, pad, append; from then on feed only the token just chosen
+    # Hint: each round: the model on new_ids and the cache, cache.append, choose_next_token, pad_finished, concatenate, stop when all are finished, then feed the chosen token as a column
     pass
 
     # TODO: Return the prompt followed by the new tokens
-    # Hint: return ids
+    # Hint: ids holds the prompt and the new tokens
     return None

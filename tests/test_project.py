@@ -1,6 +1,7 @@
 """The project's own promises: every lesson in tests/lessons.py has its
 files, task and README row; pixi.toml and requirements.txt pin the same
-versions; the skeletons' hints say what the solutions do; every lesson
+versions; the skeletons' hints never give a solution's line away, and every
+TODO has a hint ladder that ends with the solution's lines; every lesson
 follows the one import rule; every number a lesson quotes is the real one."""
 
 import ast
@@ -8,6 +9,7 @@ import builtins
 import re
 import shlex
 import sys
+import textwrap
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -88,18 +90,20 @@ def test_every_lesson_names_the_task_that_checks_it():
         assert runs == [task(step)], f"step {step:02d} tells the learner to run {runs}"
 
 
-# --- hints that say what the solution does -------------------------------------
+# --- hints that make the learner write the line ---------------------------------
 #
-# Every `# Hint:` line that holds code must appear in the reference solution,
-# so that a change to a solution cannot leave a skeleton teaching the old
-# code. Hints are checked rather than skeletons generated from the
+# A skeleton's `# Hint:` lines say what a line must do and why, and which MAX
+# call does it; they never hold the finished line (the import hints of the
+# first TODO excepted: the import rule below). The finished lines are the
+# last rung of the TODO's ladder in hints/step_NN.toml (hints/README.md),
+# which `python hint.py sNN` shows one rung at a time; they must be the
+# solution's, so that a change to a solution cannot leave a ladder teaching
+# the old code. Ladders are checked rather than generated from the
 # solutions: a skeleton is a lesson, written for a reader, with TODOs that
-# group lines and hints that can be prose; generating it would make the
-# lessons serve the generator. A hint that is code on purpose different from
-# the solution says so with "# Hint (not the solution's code):".
+# group lines and hints in prose.
 
 HINT = re.compile(r"^\s*# Hint: ?(.*)$")
-DIFFERENT = "# Hint (not the solution's code):"
+TODO = re.compile(r"^\s*# TODO: ?(.*?)\s*$")
 
 
 def hint_blocks(source: str) -> list[list[str]]:
@@ -152,15 +156,94 @@ def appears_in(statement: list[str], solution: list[str]) -> bool:
     )
 
 
-def test_code_in_hints_is_the_solutions_code():
-    drifted = []
+def is_import(statement: list[str]) -> bool:
+    return statement[0].startswith(("import ", "from "))
+
+
+def complete_in(statement: list[str], solution: list[str]) -> bool:
+    """The statement is whole lines of the solution (an import: some of the names of its import)."""
+    if is_import(statement):
+        return appears_in(statement, solution)
+    return any(solution[i : i + len(statement)] == statement for i in range(len(solution) - len(statement) + 1))
+
+
+def answers(source: str) -> set[str]:
+    """The solution's right-hand sides and returned values, normalized: what a hint must not spell out."""
+    return {
+        ast.unparse(node.value)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return)) and node.value is not None
+    }
+
+
+def code_in(lines: list[str]) -> list[list[str]]:
+    """The statements in hint lines: the lines as one block of code, else each line that is code on its own."""
+    whole = as_code(lines)
+    return whole if whole is not None else [s for line in lines for s in as_code([line]) or []]
+
+
+def gives_away(statement: list[str], solution: list[str], rhs: set[str]) -> bool:
+    """A hint that is a complete line of the solution, or the whole right-hand side of one."""
+    if is_import(statement):
+        return False
+    return complete_in(statement, solution) or (len(statement) == 1 and statement[0] in rhs)
+
+
+def test_no_hint_in_a_skeleton_is_a_line_of_the_solution():
+    given_away = []
     for step in STEPS:
-        solution = normalized_lines(solution_path(step).read_text())
+        source = solution_path(step).read_text()
+        solution, rhs = normalized_lines(source), answers(source)
         for block in hint_blocks(skeleton_path(step).read_text()):
-            for statement in as_code(block) or []:
-                if not appears_in(statement, solution):
-                    drifted.append(f"steps/step_{step:02d}.py: {' / '.join(statement)}")
-    assert not drifted, "hints whose code the solution does not contain:\n" + "\n".join(drifted)
+            for statement in code_in(block):
+                if gives_away(statement, solution, rhs):
+                    given_away.append(f"steps/step_{step:02d}.py: {' / '.join(statement)}")
+    assert not given_away, (
+        "hints that hold the solution's code (say in prose what the line must do, "
+        "and move the line to the ladder's solution in hints/step_NN.toml):\n" + "\n".join(given_away)
+    )
+
+
+def ladder(step: int) -> list[dict]:
+    path = REPO / "hints" / f"step_{step:02d}.toml"
+    return tomllib.loads(path.read_text()).get("todo", []) if path.exists() else []
+
+
+def test_every_todo_has_a_ladder_that_ends_with_the_solutions_lines():
+    problems = []
+    for step in STEPS:
+        where = f"hints/step_{step:02d}.toml"
+        todos = [m.group(1) for line in skeleton_path(step).read_text().splitlines() if (m := TODO.match(line))]
+        entries = ladder(step)
+        texts = [entry.get("todo") for entry in entries]
+        if not (REPO / where).exists():
+            problems.append(f"{where} is missing: steps/step_{step:02d}.py has {len(todos)} TODOs (hints/README.md)")
+        elif texts != todos:
+            first = next((i for i, (a, b) in enumerate(zip(texts, todos)) if a != b), min(len(texts), len(todos)))
+            problems.append(
+                f"{where}: {len(texts)} ladders for the {len(todos)} TODOs of steps/step_{step:02d}.py; "
+                f"the first difference is number {first + 1}: "
+                f"{(texts[first:] or [None])[0]!r} vs {(todos[first:] or [None])[0]!r}"
+            )
+        source = solution_path(step).read_text()
+        solution, rhs = normalized_lines(source), answers(source)
+        for entry in entries:
+            name = f"{where}, {entry.get('todo')!r}"
+            rungs = entry.get("rungs")
+            if not isinstance(rungs, list) or not rungs or not all(isinstance(r, str) and r.strip() for r in rungs):
+                problems.append(f"{name}: no prose rung")
+            elif any(gives_away(st, solution, rhs) for rung in rungs for st in code_in(rung.splitlines())):
+                problems.append(f"{name}: a rung holds the solution's line (only the last rung, `solution`, may)")
+            try:
+                tree = ast.parse(textwrap.dedent(entry.get("solution", "")))
+            except SyntaxError as err:
+                problems.append(f"{name}: its solution is not Python ({err.msg}, line {err.lineno})")
+                continue
+            wanted = [[line.strip() for line in ast.unparse(node).splitlines()] for node in tree.body]
+            missing = [statement for statement in wanted if not complete_in(statement, solution)]
+            if not wanted or missing:
+                problems.append(f"{name}: solution lines not in solutions/solution_{step:02d}.py: {missing or 'none given'}")
+    assert not problems, "\n".join(problems)
 
 
 def test_hint_checker_tells_code_from_prose():
@@ -176,6 +259,11 @@ def test_hint_checker_tells_code_from_prose():
     assert appears_in(["from m import a, c"], ["from m import a, b, c"])
     assert not appears_in(["from m import a, d"], ["from m import a, b, c"])
     assert not appears_in(["if a:", "b"], ["if a:", "c", "b"])
+    solution, rhs = ["x = f(y)", "return g(x)"], {"f(y)", "g(x)"}
+    assert gives_away(["x = f(y)"], solution, rhs) and gives_away(["f(y)"], solution, rhs)
+    assert gives_away(["g(x)"], solution, rhs) and not gives_away(["y"], solution, rhs)
+    assert not gives_away(["from m import a"], ["from m import a"], set())
+    assert code_in(["Call f on y, then", "x = f(y)"]) == [["x = f(y)"]]
 
 
 # --- one rule for imports --------------------------------------------------------
