@@ -8,6 +8,7 @@ from transformers import GPT2LMHeadModel
 
 from solutions.solution_11 import MaxGPT2LMHeadModel
 from tests.loading import fail
+from tests.loops import check_loop, stand_in_table
 from tests.parity import assert_close, compile_lm, fits
 from tests.twins import CONFIGS, Case, FixedLogits, hf_generate, lm_twins, max_state_from_hf, randomize_, torch_run
 
@@ -131,6 +132,34 @@ def test_sampling_without_a_generator_is_random(lesson):
         )
 
 
+def test_generation_loop_passes_its_settings_and_one_generator(lesson):
+    """generate_tokens on stand-in logits, each generate_next_token call
+    watched: the tokens so far, the temperature and do_sample as given, ONE
+    generator made by np.random.default_rng(seed), a fresh one without a seed."""
+    from solutions.solution_12 import generate_next_token
+
+    generate_tokens = lesson.get("generate_tokens")
+    model = FixedLogits(stand_in_table())
+
+    def run(doing, prompt, n, temperature, do_sample, seed):
+        return lesson.call(doing, generate_tokens, model, prompt, n, temperature, do_sample, seed=seed)
+
+    def step(ids, rng, settings):
+        return generate_next_token(model, ids, settings["temperature"], settings["do_sample"], rng=rng)
+
+    def inputs(index, call, ids):
+        given = np.asarray(call.arguments["input_ids"])
+        if given.shape == ids.shape and np.array_equal(given, ids):
+            return None
+        if index > 0 and given.shape == ids[:, :3].shape and np.array_equal(given, ids[:, :3]):
+            return ("was fed the prompt again.\nLikely cause: generate_tokens passes input_ids at every step: "
+                    "pass ids, the prompt followed by the tokens chosen so far.")
+        return f"was fed {given.tolist()}, not the prompt and the tokens so far {ids.tolist()}."
+
+    check_loop(lesson, "generate_next_token", generate_next_token, caller="generate_tokens", run=run, step=step,
+               inputs=inputs, filters=False, eos=False)
+
+
 # --- loading HuggingFace weights ----------------------------------------------
 
 
@@ -240,7 +269,11 @@ def test_sampling_is_reproducible_with_a_seed(lesson):
             fail(f"generate_tokens must return the prompt followed by the new tokens, shape [2, 20]; got {list(out.shape)}.")
         runs.setdefault(seed, []).append(out)
     if not np.array_equal(runs[7][0], runs[7][1]):
-        fail("two runs with seed=7 gave different tokens: make one np.random.default_rng(seed) and use it for every draw.")
+        with lesson.learner_code("generate_next_token(model, ids, 2.0, rng=np.random.default_rng(3)), twice"):
+            same = [np.asarray(generate_next_token(model, prompt, 2.0, rng=np.random.default_rng(3))) for _ in range(2)]
+        cause = ("" if np.array_equal(*same) else "\nLikely cause: generate_next_token does not draw with the rng it is "
+                 "given: use rng, and a fresh np.random.default_rng() only when rng is None.")
+        fail("two runs with seed=7 gave different tokens: make one np.random.default_rng(seed) and use it for every draw." + cause)
     if np.array_equal(runs[7][0], runs[8][0]):
         fail("seed=7 and seed=8 gave the same 32 sampled tokens: the seed is not used for sampling.")
     with lesson.learner_code("generate_next_token(model, ids, 2.0, rng=...) in a loop"):

@@ -11,6 +11,8 @@ accident of that sort. There the check asks for the same number of them;
 equal logits have equal probabilities, so the distribution is the same.
 """
 
+import inspect
+
 import numpy as np
 import torch
 from transformers.generation.logits_process import (
@@ -20,7 +22,9 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from tests.loading import fail
+from tests.loading import LessonFailure, fail
+from tests.loops import (SAMPLING, Spy, check_loop, check_settings, end_of_text_for_the_test, logits_problem,
+                         stand_in_prompt, stand_in_table)
 from tests.parity import compile_lm, fits
 from tests.twins import CONFIGS, Case, FixedLogits, hf_generate, lm_twins
 
@@ -86,6 +90,10 @@ def top_p_mistakes(x, p):
     least_likely = np.cumsum(asc, axis=-1) - asc < p  # "keep until the sum reaches p", ascending
     most_likely_dropped = np.cumsum(desc, axis=-1) > 1 - p  # HuggingFace's rule on a descending sort
     most_likely_dropped[:, -1] = True
+    ascending = np.argsort(x, axis=-1, kind="stable")
+    running = np.cumsum(np.take_along_axis(probs, ascending, axis=-1), axis=-1)
+    strict, rule = running < 1 - p, running <= 1 - p  # drop marks in ascending order
+    strict[:, -1] = rule[:, -1] = False
     return {
         "every token is dropped: always keep the most likely one (HuggingFace's one-token minimum).":
             [np.full(x.shape, -np.inf)],
@@ -100,6 +108,11 @@ def top_p_mistakes(x, p):
             [keep(x, in_vocab_order > 1 - p), keep(x, in_vocab_order - probs < p)],
         "no token is dropped: take softmax of the sorted logits, a running sum, and drop where it is "
         "<= 1 - top_p.": [x] if p < 1 else [],
+        "a token whose running sum is exactly 1 - top_p is kept: HuggingFace drops it (<=, not <).":
+            [keep(x, ~unsort(strict, ascending))],
+        "the drop marks are not put back into vocabulary order: np.put_along_axis(drop, order, drop_sorted, "
+        "axis=-1) undoes the sort (np.take_along_axis applies it again).":
+            [keep(x, ~rule), keep(x, ~np.take_along_axis(rule, ascending, axis=-1))],
     }
 
 
@@ -158,7 +171,13 @@ def test_top_k_matches_huggingface(lesson):
     top_k_filter = lesson.get("top_k_filter")
     for label, (x, k) in TOP_K_CASES.items():
         what = f"top_k_filter(logits, {k}) [{label}]"
-        ours = lesson.call(what, top_k_filter, x.copy(), k)
+        try:
+            ours = lesson.call(what, top_k_filter, x.copy(), k)
+        except LessonFailure as failure:
+            if k <= x.shape[-1] or "IndexError" not in str(failure):
+                raise
+            fail(f"{failure}\nLikely cause: a top_k larger than the vocabulary keeps every token: "
+                 "k = min(top_k, logits.shape[-1]).")
         compare_filtered(lesson, what, ours, huggingface([TopKLogitsWarper(k)], x), top_k_mistakes(x, k))
 
 
@@ -193,6 +212,29 @@ def test_warp_logits_applies_temperature_then_top_k_then_top_p(lesson):
 
 # --- sampling -------------------------------------------------------------------------
 
+
+def test_generate_next_token_passes_its_settings_on(lesson):
+    """generate_next_token on a stand-in model, its choose_next_token call
+    watched: the last position's logits, every setting, the generator given."""
+    from solutions.solution_13 import choose_next_token
+
+    generate_next_token = lesson.get("generate_next_token")
+    table, ids = stand_in_table(), stand_in_prompt()
+    rng = np.random.default_rng(2)
+    doing = "generate_next_token(model, ids, temperature=1.3, top_k=20, top_p=0.9, rng=rng) on stand-in logits"
+    with Spy(lesson, "choose_next_token", choose_next_token, "generate_next_token") as spy:
+        lesson.call(doing, generate_next_token, FixedLogits(table), ids, 1.3, True, top_k=20, top_p=0.9, rng=rng)
+    if len(spy.calls) != 1:
+        fail(f"{doing} called choose_next_token {len(spy.calls)} times: once, with the last position's logits.")
+    problem = logits_problem(0, spy.calls[0], ids, table)
+    if problem:
+        fail(f"{doing}: choose_next_token {problem}")
+    defaults = {k: v.default for k, v in inspect.signature(choose_next_token).parameters.items()}
+    check_settings(spy.calls, SAMPLING, "generate_next_token", "choose_next_token", defaults)
+    if spy.calls[0].rng is not rng:
+        fail(f"{doing} passed choose_next_token {'no generator' if spy.calls[0].rng is None else 'another generator'}"
+             ", not the rng it was given.\nLikely cause: the generator is not passed on: pass rng=rng.")
+
 DRAWS = 20000
 SETTINGS = [(0.7, 5, None), (1.3, None, 0.8), (1.0, 8, 0.9)]
 
@@ -221,6 +263,9 @@ def test_sampling_follows_the_warped_distribution(lesson):
         cause = ""
         if fits(tokens, unwarped):
             cause = "\nLikely cause: top_k and top_p are not used: sample from softmax(warp_logits(logits, T, top_k, top_p))."
+        elif fits(tokens, softmax(huggingface(warpers, last) / t)[0]):
+            cause = ("\nLikely cause: the temperature is applied twice: warp_logits already divides by it, so take "
+                     "softmax_with_temperature(warped, 1.0).")
         elif removed:
             cause = f"\nIt drew tokens {removed}, which top-k / top-p removed: sample from softmax(warp_logits(...))."
         frequencies = np.bincount(tokens, minlength=12)[:12] / DRAWS
@@ -229,6 +274,25 @@ def test_sampling_follows_the_warped_distribution(lesson):
             f"  frequencies over {DRAWS} draws: {np.round(frequencies, 3).tolist()}\n"
             f"  warped distribution:           {np.round(expected, 3).tolist()}{cause}"
         )
+
+
+def test_generation_loop_passes_its_settings_and_one_generator(lesson):
+    """generate_tokens on stand-in logits, each choose_next_token call
+    watched: the right logits, every setting, ONE generator made by
+    np.random.default_rng(seed), and end-of-text as HuggingFace handles it."""
+    from solutions.solution_13 import choose_next_token
+
+    generate_tokens = lesson.get("generate_tokens")
+    table = stand_in_table()
+
+    def run(doing, prompt, n, temperature, do_sample, **options):
+        return lesson.call(doing, generate_tokens, FixedLogits(table), prompt, n, temperature, do_sample, **options)
+
+    def step(ids, rng, settings):
+        return choose_next_token(table[: len(ids), ids.shape[1] - 1], **settings, rng=rng)
+
+    check_loop(lesson, "choose_next_token", choose_next_token, caller="generate_tokens", run=run, step=step,
+               inputs=lambda index, call, ids: logits_problem(index, call, ids, table))
 
 
 def test_sampling_is_reproducible_with_a_seed(lesson):
@@ -242,27 +306,17 @@ def test_sampling_is_reproducible_with_a_seed(lesson):
         for seed in (7, 7, 8)
     ]
     if not np.array_equal(runs[0], runs[1]):
-        fail("two runs with seed=7 gave different tokens: make one np.random.default_rng(seed) and use it for every draw.")
+        x, choose = logits_rows(16, 50, 30), lesson.get("choose_next_token")
+        with lesson.learner_code("choose_next_token(logits, rng=np.random.default_rng(3)), twice"):
+            same = [np.asarray(choose(x, 1.0, True, rng=np.random.default_rng(3))) for _ in range(2)]
+        cause = ("" if np.array_equal(*same) else "\nLikely cause: choose_next_token does not draw with the rng it is "
+                 "given: use rng, and a fresh np.random.default_rng() only when rng is None.")
+        fail("two runs with seed=7 gave different tokens: make one np.random.default_rng(seed) and use it for every draw." + cause)
     if np.array_equal(runs[0], runs[2]):
         fail("seed=7 and seed=8 gave the same sampled tokens: the seed is not used for sampling.")
 
 
 # --- stopping at end-of-text -------------------------------------------------------------
-
-
-def end_of_text_for_the_test(free: np.ndarray, start: int) -> int:
-    """A token that greedy decoding produces in the first sequence, not before,
-    not twice in a row, and not in the second sequence until later: with it
-    as end-of-text the first sequence stops early and the second goes on."""
-    first, second = free[0, start:], free[1, start:]
-    for j in range(2, len(first) - 2):
-        token = first[j]
-        if token in first[:j] or first[j + 1] == token:
-            continue
-        later = np.flatnonzero(second == token)
-        if later.size == 0 or later[0] > j + 1:
-            return int(token)
-    raise AssertionError(f"no usable end-of-text token in {free.tolist()}: choose another prompt")
 
 
 def test_generation_stops_at_end_of_text_like_huggingface(lesson):
@@ -301,4 +355,11 @@ def test_bad_settings_are_refused(lesson):
         "warp_logits(logits, temperature=0.0)": lambda: warp_logits(x, 0.0),
         "warp_logits(logits, temperature=nan)": lambda: warp_logits(x, float("nan")),
     }.items():
-        lesson.expect_raises(ValueError, doing, call)
+        try:
+            lesson.expect_raises(ValueError, doing, call)
+        except LessonFailure as failure:
+            name = next((n for n in ("top_k", "top_p") if f"{n}=0" in doing), None)
+            if name is None or "did not raise" not in str(failure):
+                raise
+            fail(f"{failure}\nLikely cause: `if {name}:` skips {name}=0 (0 is falsy): test `{name} is not None`, "
+                 f"so that {name}_filter refuses it.")
