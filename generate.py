@@ -11,7 +11,8 @@ examples:
 It decodes with the KV cache of lesson 14 by default: the prompt goes
 through the model once, then each new token alone. --no-cache takes lesson
 12's path instead: the whole sequence through the model for every token
-(slower, the same tokens).
+(slower; the same numbers to float32 rounding, so the same tokens unless two
+logits are within rounding of each other).
 
 The text streams to stdout as it is written, after the prompt; progress,
 timings and errors go to stderr. Context limit: the prompt's tokens plus
@@ -96,8 +97,8 @@ def build_parser() -> OneLineParser:
     how.add_argument("--temperature", type=float, default=1.0, metavar="T",
                      help="when sampling: divide the logits by T (> 0): below 1 sharper, above 1 flatter")
     how.add_argument("--top-k", type=int, default=50, metavar="K",
-                     help="when sampling: keep only the K most likely tokens (>= 1; a K as large as the "
-                     "vocabulary, 50257, keeps them all)")
+                     help="when sampling: keep only the K most likely tokens (0 keeps them all, as in "
+                     "HuggingFace's generate())")
     how.add_argument("--top-p", type=float, default=1.0, metavar="P",
                      help="when sampling: keep the most likely tokens until their probability adds up to P "
                      "(0 < P <= 1; 1 keeps them all)")
@@ -132,14 +133,20 @@ def option(name: str) -> str:
 def check_options(args) -> Sampling:
     if args.max_new_tokens < 1:
         raise BadInput(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.top_k < 0:
+        raise BadInput(f"--top-k must be >= 0 (0 switches it off, as in HuggingFace), got {args.top_k}")
+    top_k = None if args.top_k == 0 else args.top_k  # HuggingFace's generate() reads top_k=0 as "off"
+    if args.top_p == 0:
+        raise BadInput("--top-p 0 would keep only the most likely token: use --greedy for that, "
+                       "or a P in (0, 1] (1 keeps them all)")
     settings = Sampling(
         do_sample=args.do_sample,
         temperature=args.temperature,
-        top_k=args.top_k,
+        top_k=top_k,
         top_p=None if args.top_p == 1.0 else args.top_p,
     )
     # top-k and top-p are checked with --greedy too; the temperature only when it is used.
-    problem = Sampling(True, args.temperature if args.do_sample else 1.0, args.top_k, args.top_p).problem(option)
+    problem = Sampling(True, args.temperature if args.do_sample else 1.0, top_k, args.top_p).problem(option)
     if problem:
         raise BadInput(problem + (" (or use --greedy)" if "temperature" in problem else ""))
     if args.seed is not None and args.seed < 0:

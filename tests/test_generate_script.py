@@ -256,6 +256,9 @@ def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
     args = ("--prompt", PROMPT, "--max-new-tokens", 10, "--ignore-eos")
     sampled = run_json("--model", "course/tiny-gpt2", *args, "--top-k", 1, "--seed", 1, env=env)
     assert sampled["generated_ids"] == hf_greedy(model_dir, sampled["prompt_ids"], 10, eos=None)
+    # --top-k 0 is "off", as in HuggingFace: the same draws as keeping every one of the 257 tokens.
+    off = run_json("--model", "course/tiny-gpt2", *args, "--top-k", 0, "--seed", 2, env=env)
+    assert off["generated_ids"] == run_json("--model", "course/tiny-gpt2", *args, "--top-k", 257, "--seed", 2, env=env)["generated_ids"]
     assert_refused(run("--model", "course/other", *args, env=env), "course/other", "HF_HUB_OFFLINE", stage="checkpoint")
 
 
@@ -333,8 +336,8 @@ def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, files, where, w
         (["--temperature", "nan"], b"", ["--temperature", "nan"]),
         (["--temperature", "inf"], b"", ["--temperature", "inf"]),
         (["--temperature", "-1"], b"", ["--temperature", "-1"]),
-        (["--top-k", "0"], b"", ["--top-k must be at least 1"]),
-        (["--top-p", "0"], b"", ["--top-p must be in (0, 1]"]),
+        (["--top-k", "-1"], b"", ["--top-k must be >= 0", "got -1"]),
+        (["--top-p", "0"], b"", ["--top-p 0 would keep only the most likely token", "--greedy"]),
         (["--top-p", "1.5"], b"", ["--top-p must be in (0, 1]"]),
         (["--seed", "-1"], b"", ["--seed must be >= 0"]),
         (["--max-new-tokens", "0"], b"", ["--max-new-tokens must be at least 1"]),
