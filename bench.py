@@ -23,7 +23,12 @@ threads for torch and MAX:
     weight once; the LM head is wte, counted once) over the bandwidth of a
     large torch.sum measured here;
   - peak memory (VmHWM) of a separate process generating 512 tokens with the
-    cache, against its peak after the first 32 (the limit is 10 % more).
+    cache, against its peak after the first 32 (the limit is 10 % more);
+  - many sequences at once (lesson 15, solution_15.stream_batched): the time
+    of one decode step at batch 1, 2, 4, 8 and 16 (--batch-sizes) and the
+    decode tokens/s it buys, beside lesson 14's one-sequence path. Every row
+    must write the tokens it writes in any other batch, and row 0 those of
+    lesson 14 alone, or no speed is reported.
 
 Contenders run interleaved, each round after the CPUs have been idle for a
 second (at most --idle-wait seconds of waiting); figures are medians of
@@ -68,6 +73,8 @@ DEFAULTS = dict(  # option: (full run, --quick)
     memory_tokens=(512, 96),
     idle_wait=(30.0, 0.0),
     bandwidth_mib=(1024, 256),
+    batch_sizes=([1, 2, 4, 8, 16], [1, 2, 4]),
+    batch_new_tokens=(32, 8),
 )
 
 
@@ -99,6 +106,10 @@ def build_parser() -> OneLineParser:
                    help=f"before each round, wait at most this long for idle CPUs {default('idle_wait')}")
     p.add_argument("--bandwidth-mib", type=int, metavar="MIB",
                    help=f"size of the array summed to measure bandwidth {default('bandwidth_mib')}")
+    p.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
+                   help=f"batch sizes of the batched decode (lesson 15) {default('batch_sizes')}")
+    p.add_argument("--batch-new-tokens", type=int, metavar="N",
+                   help=f"new tokens per row in the batched decode, >= 3 {default('batch_new_tokens')}")
     p.add_argument("--json", action="store_true",
                    help="also print every figure as one JSON object, the last stdout line")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)  # the memory check's own process
@@ -126,6 +137,10 @@ def parse(argv) -> argparse.Namespace:
          f"{max(args.new_tokens + [args.memory_tokens])} exceed n_positions={n_positions}"),
         (0 <= args.idle_wait < math.inf, f"--idle-wait must be a number >= 0, got {args.idle_wait}"),
         (args.bandwidth_mib >= 1, f"--bandwidth-mib must be >= 1, got {args.bandwidth_mib}"),
+        (all(b >= 1 for b in args.batch_sizes), f"--batch-sizes must be >= 1, got {args.batch_sizes}"),
+        (args.batch_new_tokens >= 3, f"--batch-new-tokens must be >= 3, got {args.batch_new_tokens}"),
+        (args.prompt_tokens + args.batch_new_tokens <= n_positions,
+         f"--prompt-tokens {args.prompt_tokens} + --batch-new-tokens {args.batch_new_tokens} exceed n_positions={n_positions}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -443,6 +458,52 @@ def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, 
     return results, shares
 
 
+def bench_batches(args, batched, cached) -> tuple[dict, list[tuple[float, float]]]:
+    """One decode step at each batch size (lesson 15), beside lesson 14's batch-1 path, interleaved."""
+    import numpy as np
+
+    from solutions.solution_14 import generate_tokens_cached
+    from solutions.solution_15 import stream_batched
+
+    n, largest = args.batch_new_tokens, max(args.batch_sizes)
+    prompts = np.random.default_rng(SEED + 2).integers(0, cached.config.vocab_size, (largest, args.prompt_tokens))
+
+    def rows(batch):
+        model = Stamped(batched)
+        tokens = [[] for _ in range(batch)]
+        for index, token in stream_batched(model, prompts[:batch], n, do_sample=False, max_batch_size=batch):
+            tokens[index].append(token)
+        return tokens, model.stamps[batch - 1 :]  # after the prefills, one stamp per decode step
+
+    def lesson_14():
+        model = Stamped(cached)
+        return [generate_tokens_cached(model, prompts[:1], n, do_sample=False)[0, args.prompt_tokens :].tolist()], model.stamps
+
+    contenders = {"lesson_14_batch_1": lesson_14, **{f"batch_{b}": (lambda b=b: rows(b)) for b in args.batch_sizes}}
+
+    def check(outputs):
+        alone = outputs["lesson_14_batch_1"][0]
+        every = outputs[f"batch_{largest}"]
+        for b in args.batch_sizes:
+            got = outputs[f"batch_{b}"]
+            if got[0] != alone or got != every[:b]:
+                raise Disagreement(f"at batch {b} the rows wrote other tokens than alone (row 0 against lesson 14, "
+                                   f"every row against batch {largest}); no speed is reported")
+
+    log(f"batched decode: {n} new tokens per row at batch {', '.join(map(str, args.batch_sizes))}")
+    runs = interleaved(contenders, args.repeats, args.idle_wait, check)
+    step_ms = {name: 1e3 * median(float(np.median(np.diff(r.stamps))) for r in rs) for name, rs in runs.items()}
+    one = step_ms[f"batch_{args.batch_sizes[0]}"]
+    by_batch = {str(b): {"decode_ms_per_step": step_ms[f"batch_{b}"],
+                         "decode_tokens_per_s": b * 1e3 / step_ms[f"batch_{b}"],
+                         "step_vs_first": step_ms[f"batch_{b}"] / one} for b in args.batch_sizes}
+    result = {"new_tokens_per_row": n, "prompt_tokens": args.prompt_tokens, "by_batch": by_batch,
+              "lesson_14_decode_ms_per_token": step_ms["lesson_14_batch_1"]}
+    if "1" in by_batch:
+        result["batch_1_vs_lesson_14"] = by_batch["1"]["decode_ms_per_step"] / step_ms["lesson_14_batch_1"]
+    return result, others_share(runs)
+
+
 def memory_child(args) -> dict:
     """In this process only the cached model: compile (a cache hit after the
     parent's), warm up, reset the peak, generate --memory-tokens tokens."""
@@ -490,21 +551,26 @@ def bench(args) -> dict:
     from solutions.solution_11 import MaxGPT2LMHeadModel
     from solutions.solution_12 import compile_model
     from solutions.solution_14 import CachedGPT2LMHeadModel
-    from tools.kv_engine import compile_cached_model
+    from solutions.solution_15 import BatchedGPT2LMHeadModel
+    from tools.kv_engine import compile_batched_model, compile_cached_model
 
     use_threads(args.threads)
     log("building the models (random weights)")
     hf = build_hf(args.overrides)
     model = build_max(MaxGPT2LMHeadModel, args.overrides, hf)
     cached_model = build_max(CachedGPT2LMHeadModel, args.overrides, hf)
-    log("compiling both MAX graphs (a minute or more each the first time; later runs reuse MAX's cache)")
-    start = time.perf_counter()
+    log("compiling the three MAX graphs (a minute or more each the first time; later runs reuse MAX's cache)")
+    stamps = [time.perf_counter()]
     compiled = compile_model(model)
-    middle = time.perf_counter()
+    stamps.append(time.perf_counter())
     cached = compile_cached_model(cached_model, num_threads=args.threads)
-    compile_seconds = {"max_no_cache": middle - start, "max_kv_cache": time.perf_counter() - middle}
+    stamps.append(time.perf_counter())
+    batched = compile_batched_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), num_threads=args.threads)
+    stamps.append(time.perf_counter())
+    compile_seconds = dict(zip(("max_no_cache", "max_kv_cache", "max_batched"), (b - a for a, b in zip(stamps, stamps[1:]))))
     forward, forward_shares = bench_forward(args, compiled, hf)
     generate, generate_shares = bench_generate(args, compiled, cached, hf)
+    batches, batch_shares = bench_batches(args, batched, cached)
 
     log("bandwidth")
     wait_until_idle(args.idle_wait)
@@ -517,7 +583,7 @@ def bench(args) -> dict:
 
     longest = str(max(args.new_tokens))
     kv = generate[longest]["max_kv_cache"]
-    others = forward_shares + generate_shares
+    others = forward_shares + generate_shares + batch_shares
     config = model.config
     return {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -546,13 +612,15 @@ def bench(args) -> dict:
         "bandwidth_floor_ms_by_threads": floor_ms,
         "decode_vs_floor": kv["decode_ms_per_token"] / floor_ms[str(args.threads)],
         "memory": memory,
+        "batched": batches,
         "others_cpu_share": cpu_share(sum(o for o, _ in others), sum(s for _, s in others)),
     }
 
 
 def table(r: dict) -> str:
     m, g, mem = r["model"], r["generate"], r["memory"]
-    names = {"max_kv_cache": "MAX, KV cache", "max_no_cache": "MAX, no cache", "hf_cache": "HF generate()"}
+    names = {"max_kv_cache": "MAX, KV cache", "max_no_cache": "MAX, no cache", "hf_cache": "HF generate()",
+             "max_batched": "MAX, batched"}
     lines = [
         f"{m['name']}, {m['dtype']}, batch 1, {r['threads']} threads (torch and MAX), "
         f"median of {r['repeats']} interleaved runs",
@@ -570,7 +638,7 @@ def table(r: dict) -> str:
     lines += ["", f"greedy generation after a {r['prompt_tokens']}-token prompt (the same tokens from all three)",
               f"{'new':>4} | {'':13} | {'tokens/s':>8} | {'decode ms/token':>15} | {'prefill ms':>10}"]
     for n, row in g.items():
-        for i, name in enumerate(names):
+        for i, name in enumerate(n for n in names if n in row):
             s = row[name]
             lines.append(f"{n if i == 0 else '':>4} | {names[name]:13} | {s['tokens_per_s']:8.1f} | "
                          f"{s['decode_ms_per_token']:15.1f} | {s['prefill_ms']:10.1f}")
@@ -588,7 +656,16 @@ def table(r: dict) -> str:
         f"after {mem['early_tokens']}: {mem['peak_mb_early']:.0f} MB, ratio {mem['ratio']:.3f} "
         f"(limit {mem['limit']:.2f}: {'within' if mem['within_limit'] else 'OVER'})",
         f"peak memory of this benchmark process (compiles included): {mem['bench_peak_mb']:.0f} MB",
+        "",
+        f"many sequences at once (lesson 15): {r['batched']['new_tokens_per_row']} new tokens per row after a "
+        f"{r['batched']['prompt_tokens']}-token prompt; lesson 14's decode step {r['batched']['lesson_14_decode_ms_per_token']:.1f} ms",
+        f"{'batch':>5} | {'decode ms/step':>14} | {'decode tokens/s':>15} | {'step vs first':>13}",
     ]
+    for b, row in r["batched"]["by_batch"].items():
+        lines.append(f"{b:>5} | {row['decode_ms_per_step']:14.1f} | {row['decode_tokens_per_s']:15.1f} | "
+                     f"{row['step_vs_first']:12.2f}x")
+    if "batch_1_vs_lesson_14" in r["batched"]:
+        lines.append(f"batch 1 through lesson 15's engine: {r['batched']['batch_1_vs_lesson_14']:.3f}x lesson 14's step")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 examples:
   python serve.py --model ./my-gpt2           # a folder written by save_pretrained
   python serve.py --model gpt2                # a hub id, from the local HuggingFace cache
-  python serve.py --model ./my-gpt2 --steps   # YOUR steps/step_14.py (the KV cache)
+  python serve.py --model ./my-gpt2 --steps   # YOUR steps/step_15.py (many sequences at once)
   python serve.py --model ./my-gpt2 --port 8001 --max-batch-size 4
 
 It runs `max serve` with this course's model (serve/gpt2_arch) on the CPU,
@@ -52,9 +52,9 @@ def build_parser() -> OneLineParser:
                    "already in the local HuggingFace cache (default: gpt2)")
     p.add_argument("--port", type=int, default=8000, help="the port on 127.0.0.1 (default: 8000)")
     p.add_argument("--steps", action="store_true",
-                   help="serve YOUR steps/step_14.py instead of solutions/ (refused while a TODO is open)")
+                   help="serve YOUR steps/step_15.py instead of solutions/ (refused while a TODO is open)")
     p.add_argument("--steps-dir", type=Path, default=None, metavar="DIR",
-                   help="for maintainers and tests: read step_14.py from DIR (implies --steps)")
+                   help="for maintainers and tests: read step_15.py from DIR (implies --steps)")
     p.add_argument("--max-batch-size", type=int, default=8, metavar="N",
                    help="requests MAX handles together (default: 8; MAX's own default on a CPU is 1)")
     p.add_argument("--trace", type=Path, default=None, help=argparse.SUPPRESS)  # tests: token ids per request
@@ -71,9 +71,9 @@ def check_input(args) -> tuple:
     if args.max_batch_size < 1:
         raise BadInput(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
     if args.steps or args.steps_dir:
-        from tools.steps import learner_cached_code
+        from tools.steps import learner_batched_code
 
-        learner_cached_code(args.steps_dir or REPO / "steps")  # StepsNotReady while a TODO is open
+        learner_batched_code(args.steps_dir or REPO / "steps")  # StepsNotReady while a TODO is open
     found = ckpt.locate(args.model)
     config = ckpt.load_hf_config(found)
     if "GPT2LMHeadModel" not in (config.architectures or []):
@@ -159,7 +159,7 @@ def run(argv) -> int:
     found, config = check_input(args)
     command, env = max_serve_command(args, found, config)
     base = f"http://{HOST}:{args.port}"
-    code = "your steps/step_14.py" if args.steps or args.steps_dir else "solutions/solution_14.py"
+    code = "your steps/step_15.py" if args.steps or args.steps_dir else "solutions/solution_15.py"
     print(f"serve.py: serving {code} with: max {shlex.join(command[3:])}", flush=True)
     interrupted = []
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))

@@ -26,6 +26,7 @@ LESSONS = {
     12: "loading HuggingFace weights, temperature, sampling, generation",
     13: "top-k and top-p (nucleus) sampling, stopping at end-of-text",
     14: "the KV cache: prefill once, then one token per step",
+    15: "many sequences at once: one length per row, continuous batching",
 }
 STEPS = sorted(LESSONS)
 

@@ -33,7 +33,7 @@ def test_every_figure_is_there_and_sane(record):
     assert record["command"] == "python bench.py --quick --json"
     assert record["date"] and record["machine"]["cpu"] and record["machine"]["cores"] >= 1
     assert record["threads"] == 2 and record["repeats"] >= 1
-    assert set(record["compile_seconds"]) == {"max_no_cache", "max_kv_cache"}
+    assert set(record["compile_seconds"]) == {"max_no_cache", "max_kv_cache", "max_batched"}
     assert all(s >= 0 for s in record["compile_seconds"].values())
     assert set(record["forward_speedup_vs_hf"]) == set(record["forward"]) == {"16", "64"}
     for row in record["forward"].values():
@@ -79,11 +79,26 @@ def test_max_with_cache_chose_huggingfaces_tokens(record):
         assert tokens["max_kv_cache"] == tokens["hf_cache"] == tokens["max_no_cache"]
 
 
+def test_batched_decode_is_reported_per_batch_size(record):
+    """Lesson 15's section: a step time and tokens/s per batch size, beside
+    lesson 14's step (bench.py exits 1 unless every row wrote its tokens alone)."""
+    batched = record["batched"]
+    assert batched["new_tokens_per_row"] == 8 and set(batched["by_batch"]) == {"1", "2", "4"}
+    for b, row in batched["by_batch"].items():
+        assert positive(row["decode_ms_per_step"]) and positive(row["step_vs_first"])
+        assert row["decode_tokens_per_s"] == pytest.approx(int(b) * 1e3 / row["decode_ms_per_step"])
+    assert batched["by_batch"]["1"]["step_vs_first"] == 1.0
+    assert positive(batched["lesson_14_decode_ms_per_token"])
+    assert batched["batch_1_vs_lesson_14"] == pytest.approx(
+        batched["by_batch"]["1"]["decode_ms_per_step"] / batched["lesson_14_decode_ms_per_token"])
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--new-tokens", "-3"), "--new-tokens must be >= 2"),
     (("--threads", "0"), "--threads must be >= 1"),
     (("--quick", "--memory-tokens", "500"), "exceed n_positions=128"),
     (("--lengths", "x"), "invalid int value"),
+    (("--batch-sizes", "0"), "--batch-sizes must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
     result = run(*args, timeout=60)

@@ -224,7 +224,31 @@ def test_eight_concurrent_requests_get_their_own_tokens(server, client, hf):
         assert generated == expected, f"token ids for {prompt!r}"
         assert response.choices[0].text == text_of(hf, expected)
     batch = max(server.traced(response.id)["largest_batch"] for response, _ in results)
-    assert batch >= 2, "the requests never reached the model in one batch"
+    assert batch >= 2, "the requests never shared one model call"
+
+
+def test_a_client_that_goes_away_frees_its_slot(server, client, hf):
+    """A stream closed after two pieces: MAX cancels the request and its slot
+    is freed, so eight requests at once (every slot) still get their tokens."""
+    with httpx.stream("POST", server.base + "/v1/completions", timeout=REQUEST_TIMEOUT_S,
+                      json={"model": server.name, "prompt": "going away", "max_tokens": 100, "stream": True}) as r:
+        pieces = 0
+        for line in r.iter_lines():
+            pieces += line.startswith("data: ")
+            if pieces == 2:
+                break
+    deadline = time.monotonic() + 60
+    while True:  # the cancellation reaches the model process within a step or two
+        response, generated = complete(server, client, "probe", 2, temperature=0)
+        if server.traced(response.id)["slots_in_use"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert server.traced(response.id)["slots_in_use"] == 0, "the closed stream still holds a slot"
+    jobs = [("x" * (3 + 5 * i), 4 + i) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: complete(server, client, *job, temperature=0), jobs))
+    for (prompt, n), (_, generated) in zip(jobs, results):
+        assert generated == hf_greedy(hf, prompt, n), f"token ids for {prompt!r}"
 
 
 # -- bad requests: HTTP 4xx with a JSON body, and the server goes on -------------------
@@ -303,14 +327,14 @@ def run_serve(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def unfinished_steps(tmp_path_factory):
-    """A step_14.py whose KVCache is still a TODO."""
+    """A step_15.py whose BatchedKVCache is still a TODO."""
     folder = tmp_path_factory.mktemp("steps")
-    (folder / "step_14.py").write_text(
-        "from solutions.solution_14 import CachedGPT2LMHeadModel\n\n\n"
-        "class KVCache:\n"
-        "    def __init__(self, config, batch_size, capacity):\n"
+    (folder / "step_15.py").write_text(
+        "from solutions.solution_15 import BatchedGPT2LMHeadModel\n\n\n"
+        "class BatchedKVCache:\n"
+        "    def __init__(self, config, max_batch_size, capacity):\n"
         "        self.keys = self.values = None  # TODO\n"
-        "        self.length = 0\n"
+        "        self.lengths = self.in_use = None\n"
     )
     return folder
 
@@ -320,7 +344,7 @@ def unfinished_steps(tmp_path_factory):
     (["--model", "{model}", "--port", "0"], "--port must be in 1..65535"),
     (["--model", "{model}", "--max-batch-size", "0"], "--max-batch-size must be at least 1"),
     (["--model", "{model}", "--port", "many"], "invalid int value"),
-    (["--model", "{model}", "--steps-dir", "{empty}"], "step_14.py does not exist"),
+    (["--model", "{model}", "--steps-dir", "{empty}"], "step_15.py does not exist"),
     (["--model", "{model}", "--steps-dir", "{unfinished}"], "TODO still open in"),
 ])
 def test_bad_input_is_one_line_and_exit_2(model_dir, unfinished_steps, tmp_path, args, says):

@@ -57,6 +57,24 @@ class CacheWindow(Module):
         return outputs
 
 
+class BatchWindow(Module):
+    """Lesson 15: some slots of fixed-size cache buffers, each with its own
+    length -> the model's past keys/values (as long as the longest row) and lengths."""
+
+    def __init__(self, model: Module):
+        self.model = model
+
+    def __call__(self, input_ids, key_buffer, value_buffer, rows, lengths):
+        window = F.reshape(F.max(lengths), [])  # the longest row's cached length
+        filled = (slice(0, TensorValue(window)), "past")
+        past_keys = F.gather(key_buffer[:, :, :, filled, :], rows, axis=1)  # [n_layer, rows, n_head, past, head_dim]
+        past_values = F.gather(value_buffer[:, :, :, filled, :], rows, axis=1)
+        outputs = self.model(input_ids, past_keys, past_values, lengths)
+        if outputs is None:
+            raise TypeError(f"{type(self.model).__name__}.__call__ returned None")
+        return outputs
+
+
 def build_graph(module: Module, *input_types: TensorType) -> tuple[Graph, dict[str, Any]]:
     """What Module.compile does before it loads: trace module with its
     parameters as named external weights. Returns (graph, weights by name)."""
@@ -90,28 +108,31 @@ class CompiledCachedModel:
     keys and values [n_layer, batch, n_head, seq, head_dim] of the new tokens.
     """
 
-    graphs_compiled = 0  # over the whole process: one per compile_cached_model()
+    graphs_compiled = 0  # over the whole process: one per compiled model
+    window = CacheWindow
+
+    @staticmethod
+    def input_types(config) -> list[TensorType]:
+        cpu, head_dim = DeviceRef.CPU(), config.n_embd // config.n_head
+        buffer = TensorType(DType.float32, [config.n_layer, "batch", config.n_head, "capacity", head_dim], device=cpu)
+        return [
+            TensorType(DType.int64, ["batch", "seq"], device=cpu),  # the new tokens
+            buffer,  # keys
+            buffer,  # values
+            TensorType(DType.int64, [], device=cpu),  # how many positions are filled
+        ]
 
     def __init__(self, model: Module, *, num_threads: int | None = None):
         self.config = model.config
         device = model.lm_head.weight.device
         if device.label != "cpu":
             raise NotImplementedError("the KV-cache engine runs on the CPU only (its cache lives in host memory)")
-        config, cpu = model.config, DeviceRef.CPU()
-        head_dim = config.n_embd // config.n_head
-        buffer = TensorType(DType.float32, [config.n_layer, "batch", config.n_head, "capacity", head_dim], device=cpu)
-        graph, weights = build_graph(
-            CacheWindow(model),
-            TensorType(DType.int64, ["batch", "seq"], device=cpu),  # the new tokens
-            buffer,  # keys
-            buffer,  # values
-            TensorType(DType.int64, [], device=cpu),  # how many positions are filled
-        )
+        graph, weights = build_graph(self.window(model), *self.input_types(model.config))
         share_tied_head(weights, "model.lm_head.weight", "model.transformer.wte.weight")
         self.session = InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
         self.engine_model = self.session.load(graph, weights_registry=weights)
         self.weights = weights  # the engine reads these arrays in place: keep them alive
-        CompiledCachedModel.graphs_compiled += 1
+        CompiledCachedModel.graphs_compiled += 1  # subclasses count here too
 
     def __call__(self, input_ids: Any, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(input_ids, dtype=np.int64)
@@ -138,6 +159,61 @@ class CompiledCachedModel:
         if buffer.dtype != np.float32 or not buffer.flags.c_contiguous:
             raise ValueError("the cache buffers must be C-contiguous float32 numpy arrays")
         return buffer
+
+
+class CompiledBatchedModel(CompiledCachedModel):
+    """Lesson 15: a BatchedGPT2LMHeadModel compiled once: (input_ids, cache, rows) -> (logits, keys, values).
+
+    input_ids [len(rows), seq] int64, the new tokens of the cache's slots
+    rows, which hold cache.lengths[rows] positions each. The graph reads the
+    rows' cached positions up to the longest of them. Returns numpy arrays:
+    logits [len(rows), vocab_size] of the last new token, keys and values
+    [n_layer, len(rows), n_head, seq, head_dim] of the new tokens.
+    """
+
+    window = BatchWindow
+
+    @staticmethod
+    def input_types(config) -> list[TensorType]:
+        cpu, head_dim = DeviceRef.CPU(), config.n_embd // config.n_head
+        buffer = TensorType(DType.float32, [config.n_layer, "slots", config.n_head, "capacity", head_dim], device=cpu)
+        return [
+            TensorType(DType.int64, ["batch", "seq"], device=cpu),  # the new tokens of some rows
+            buffer,  # keys
+            buffer,  # values
+            TensorType(DType.int64, ["batch"], device=cpu),  # which slots they belong to
+            TensorType(DType.int64, ["batch"], device=cpu),  # how many positions each slot holds
+        ]
+
+    def __call__(self, input_ids: Any, cache: Any, rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be [rows, seq] with seq >= 1, got shape {list(ids.shape)}")
+        capacity, slots = cache.keys.shape[3], cache.keys.shape[1]
+        if ids.shape[0] != rows.size or rows.size == 0:
+            raise ValueError(f"{ids.shape[0]} rows of new tokens for {rows.size} slots {rows.tolist()}")
+        if rows.min() < 0 or rows.max() >= slots or np.unique(rows).size != rows.size:
+            raise ValueError(f"rows {rows.tolist()} must be distinct slots of the cache, 0 .. {slots - 1}")
+        lengths = np.ascontiguousarray(cache.lengths[rows], dtype=np.int64)
+        if lengths.max() + ids.shape[1] > capacity:
+            raise ValueError(
+                f"the cache is full: {lengths.max()} cached + {ids.shape[1]} new tokens > capacity {capacity}"
+            )
+        outputs = self.engine_model.execute(
+            driver.Tensor.from_numpy(ids),
+            driver.Tensor.from_numpy(self._float32(cache.keys)),
+            driver.Tensor.from_numpy(self._float32(cache.values)),
+            driver.Tensor.from_numpy(rows),
+            driver.Tensor.from_numpy(lengths),
+        )
+        logits, keys, values = (np.from_dlpack(t) for t in outputs)
+        return logits, keys, values
+
+
+def compile_batched_model(model: Module, *, num_threads: int | None = None) -> CompiledBatchedModel:
+    """Compile a BatchedGPT2LMHeadModel (weights loaded) for any rows, lengths, slots and cache size."""
+    return CompiledBatchedModel(model, num_threads=num_threads)
 
 
 def compile_cached_model(model: Module, *, num_threads: int | None = None) -> CompiledCachedModel:

@@ -1,7 +1,7 @@
 """generate.py --steps: the learner's own steps/step_12.py, step_13.py and
 (with the KV cache, generate.py's default) step_14.py instead of the
 reference solutions, refused while a TODO is still open; serve.py --steps:
-step_14.py.
+step_15.py.
 
 The files are imported through the checks' own machinery (tests/loading.py:
 Lesson), and every function the lessons ask for is called once on small
@@ -260,3 +260,65 @@ def learner_cached_code(steps_dir: Path):
             raise StepsNotReady(one_line(str(failure))) from None
 
     return lesson.get("CachedGPT2LMHeadModel"), lesson.get("KVCache"), compile_model
+
+
+# --------------------------------------------------------------------------
+# Lesson 15 (many sequences at once), for serve.py --steps
+# --------------------------------------------------------------------------
+
+
+def _check_step_15(lesson, loading) -> None:
+    """Build the learner's BatchedGPT2LMHeadModel and BatchedKVCache on a
+    1-layer model 8 wide, take two slots, append to one and free it; nothing
+    is compiled here (the server compiles the model: learner_batched_code)."""
+    from solutions.solution_01 import GPT2Config
+    from solutions.solution_15 import BatchedGPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2)
+    doing = "BatchedGPT2LMHeadModel(config)"
+    with lesson.learner_code(doing):
+        names = {name for name, _ in lesson.get("BatchedGPT2LMHeadModel")(config).parameters}
+    missing = sorted({name for name, _ in BatchedGPT2LMHeadModel(config).parameters} - names)
+    if missing:
+        lesson.fail_open_todo(f"{doing} has no parameters {', '.join(missing[:3])}: keep GPT-2's layers")
+    cache = loading.construct(lesson, "BatchedKVCache", config, 2, 5)  # an attribute left None is an open TODO
+    doing = "BatchedKVCache(config, 2, 5): take() twice, append 3 tokens to the second slot, free it"
+    new = np.ones((1, 1, 2, 3, 4), dtype=np.float32)  # [n_layer, rows, n_head, seq, head_dim]
+    with lesson.learner_code(doing):
+        slots = [lesson.call("cache.take()", cache.take) for _ in range(2)]
+        cache.append(new, 2 * new, [slots[1]])
+        filled = [np.asarray(cache.keys)[:, slots[1], :, :3], np.asarray(cache.values)[:, slots[1], :, :3],
+                  int(cache.lengths[slots[1]]), int(cache.lengths[slots[0]])]
+        cache.free(slots[1])
+        freed = int(cache.lengths[slots[1]]), bool(cache.in_use[slots[1]])
+    ok = (sorted(slots) == [0, 1] and np.array_equal(filled[0], new[:, 0]) and np.array_equal(filled[1], 2 * new[:, 0])
+          and filled[2:] == [3, 0] and freed == (0, False))
+    if not ok:
+        loading.fail(f"{lesson.shown}: {doing} does not give that slot 3 tokens and then an empty, free slot; "
+                     "run its check (pixi run s15)")
+
+
+def learner_batched_code(steps_dir: Path):
+    """BatchedGPT2LMHeadModel and BatchedKVCache from steps_dir/step_15.py,
+    once they build (open TODOs refused with the checks' message), and a
+    compile function that reports the learner's errors the same way. Raises
+    StepsNotReady with a one-line message."""
+    from tools.kv_engine import compile_batched_model
+
+    loading = _checker()
+    lesson = loading.Lesson(15, Path(steps_dir) / "step_15.py")
+    if not lesson.path.is_file():
+        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_15.py")
+    try:
+        _check_step_15(lesson, loading)
+    except loading.LessonFailure as failure:
+        raise StepsNotReady(one_line(str(failure))) from None
+
+    def compile_model(model):
+        try:
+            with lesson.learner_code("compiling BatchedGPT2LMHeadModel"):
+                return compile_batched_model(model)
+        except loading.LessonFailure as failure:
+            raise StepsNotReady(one_line(str(failure))) from None
+
+    return lesson.get("BatchedGPT2LMHeadModel"), lesson.get("BatchedKVCache"), compile_model

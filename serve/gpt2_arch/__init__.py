@@ -11,8 +11,8 @@ its "architectures", MAX serves it with the classes named here:
   (MAX's TextTokenizer, plus checks that keep bad requests away from the model);
 - model.py: GPT2PipelineModel, which MAX asks for the next token's logits of
   a batch of requests;
-- runner.py: the KV cache of lesson 14, one per request;
-- loader.py: building lesson 14's CachedGPT2LMHeadModel from the checkpoint
+- runner.py: the cache of lesson 15, one slot per request, one model call per step;
+- loader.py: building lesson 15's BatchedGPT2LMHeadModel from the checkpoint
   (the solutions', or with serve.py --steps the learner's) and compiling it.
 """
 
@@ -35,7 +35,7 @@ gpt2 = SupportedArchitecture(
     tokenizer=GPT2TextTokenizer,
     default_weights_format=WeightsFormat.safetensors,
     # MAX's prefix cache lives in MAX's own paged KV cache, which this model
-    # does not use (it keeps lesson 14's cache instead).
+    # does not use (it keeps lesson 15's cache instead).
     required_arguments={"enable_prefix_caching": False},
 )
 

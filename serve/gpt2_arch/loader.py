@@ -1,8 +1,8 @@
-"""Lesson 14's cached GPT-2, built from the checkpoint MAX opened and compiled.
+"""Lesson 15's batched GPT-2, built from the checkpoint MAX opened and compiled.
 
-Which code builds it: solutions/solution_14.py, or, when serve.py --steps
+Which code builds it: solutions/solution_15.py, or, when serve.py --steps
 set GPT2_SERVE_STEPS_DIR (max serve passes its environment on to the
-process that runs the model), the learner's step_14.py in that folder.
+process that runs the model), the learner's step_15.py in that folder.
 Either way tools/checkpoint.py's build_max_model puts the weights in (with
 solutions/solution_12.py's load_hf_weights), and tools/kv_engine.py
 compiles the model once.
@@ -42,36 +42,39 @@ def hf_state_dict(weights: Any) -> dict[str, np.ndarray]:
 
 
 def course_code(steps_dir: str | None = None):
-    """(CachedGPT2LMHeadModel, KVCache, compile) of the solutions or of steps_dir/step_14.py."""
+    """(BatchedGPT2LMHeadModel, BatchedKVCache, compile) of the solutions or of steps_dir/step_15.py."""
     steps_dir = steps_dir or os.environ.get(STEPS_DIR_ENV)
     if steps_dir:
-        from tools.steps import learner_cached_code
+        from tools.steps import learner_batched_code
 
-        return learner_cached_code(Path(steps_dir))
-    from solutions.solution_14 import CachedGPT2LMHeadModel, KVCache
-    from tools.kv_engine import compile_cached_model
+        return learner_batched_code(Path(steps_dir))
+    from solutions.solution_15 import BatchedGPT2LMHeadModel, BatchedKVCache
+    from tools.kv_engine import compile_batched_model
 
-    return CachedGPT2LMHeadModel, KVCache, compile_cached_model
+    return BatchedGPT2LMHeadModel, BatchedKVCache, compile_batched_model
 
 
-def load_cached_model(hf_config: Any, weights: Any):
-    """(compiled model, new_cache(capacity) -> an empty KVCache of batch 1)."""
+def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int):
+    """(compiled model, an empty BatchedKVCache of max_batch_size slots of capacity tokens)."""
     from tools.checkpoint import build_max_model, default_device_for, max_config
     from tools.steps import StepsNotReady
 
     start = time.perf_counter()
     config = max_config(hf_config)
     try:
-        CachedGPT2LMHeadModel, KVCache, compile_model = course_code()
+        BatchedGPT2LMHeadModel, BatchedKVCache, compile_model = course_code()
         # CPU and float32, whatever MAX's defaults are; solution_12's load_hf_weights.
-        model = build_max_model(hf_state_dict(weights), config, model_class=CachedGPT2LMHeadModel)
+        model = build_max_model(hf_state_dict(weights), config, model_class=BatchedGPT2LMHeadModel)
         loaded = time.perf_counter()
         with default_device_for(None):
             compiled = compile_model(model)
+        # The OS gives a page of the buffers memory only when it is first written: the
+        # cache costs 72 KiB (at 124M) per token a request actually holds, not capacity x slots.
+        cache = BatchedKVCache(config, max_batch_size, capacity)
     except StepsNotReady as err:  # the learner's code: one line, then MAX stops
         raise RuntimeError(f"serve.py --steps: {err}") from None
     logger.info(
-        "GPT-2 (%d layers, %d wide): weights loaded in %.1f s, compiled in %.1f s",
-        config.n_layer, config.n_embd, loaded - start, time.perf_counter() - loaded,
+        "GPT-2 (%d layers, %d wide): weights loaded in %.1f s, compiled in %.1f s; %d slots of %d tokens",
+        config.n_layer, config.n_embd, loaded - start, time.perf_counter() - loaded, max_batch_size, capacity,
     )
-    return compiled, lambda capacity: KVCache(config, batch_size=1, capacity=capacity)
+    return compiled, cache

@@ -11,7 +11,8 @@ For every batch of requests, MAX's pipeline
 and calls kv_manager.release(request_id) when a request ends (finished,
 cancelled, or put back in the queue by the scheduler). The pipeline always
 asks a model for a KV-cache manager (KVCacheMixin); this model keeps
-lesson 14's cache itself (runner.py), so its manager only passes on
+lesson 15's cache itself (runner.py: one slot per request, one model call
+per step for all the requests of a batch), so its manager only passes on
 release, and tells MAX's memory planning that MAX allocates nothing.
 """
 
@@ -30,8 +31,8 @@ from max.nn.kv_cache import KVCacheInputs, KVCacheParams, KVCacheStrategy
 from max.pipelines.core import TextContext
 from max.pipelines.lib import KVCacheMixin, ModelInputs, ModelOutputs, PipelineModel, upper_bounded_default
 
-from .loader import load_cached_model
-from .runner import KVCacheRunner, SequenceStep
+from .loader import load_batched_model
+from .runner import BatchedRunner, SequenceStep
 
 # For the tests: a file that gets one JSON line per finished request with
 # all its token ids (the API returns only text, decoded token by token).
@@ -49,10 +50,12 @@ class GPT2PipelineModel(PipelineModel[TextContext], KVCacheMixin):
         super().__init__(*args, **kwargs)  # calls calculate_max_seq_len and load_kv_manager
         if not self.devices[0].is_host:
             raise ValueError("the course's GPT-2 serves on the CPU only (--devices cpu)")
-        compiled, new_cache = load_cached_model(self.huggingface_config, self.weights)
-        self.runner = KVCacheRunner(compiled, new_cache)
+        from solutions.solution_15 import run_rows
+
+        slots = self.pipeline_config.max_batch_size or 1
+        compiled, cache = load_batched_model(self.huggingface_config, self.weights, slots, self.max_seq_len)
+        self.runner = BatchedRunner(compiled, cache, run_rows)
         self.contexts: dict = {}  # request id -> context, for the trace
-        self.largest_batch = 0
 
     @classmethod
     def calculate_max_seq_len(cls, pipeline_config, huggingface_config) -> int:
@@ -69,8 +72,7 @@ class GPT2PipelineModel(PipelineModel[TextContext], KVCacheMixin):
             self.contexts[ctx.request_id] = ctx
             # tokens[:active_idx]: up to the newest token to run (MAX may split a long prompt).
             tokens = ctx.tokens[: ctx.active_idx].astype(np.int64)
-            capacity = min(ctx.max_length, self.max_seq_len)
-            steps.append(SequenceStep(ctx.request_id, tokens, ctx.start_idx, capacity))
+            steps.append(SequenceStep(ctx.request_id, tokens, ctx.start_idx))
         return GPT2Inputs(steps, kv_cache_inputs)
 
     def prepare_next_token_inputs(self, next_tokens: Tensor, prev_model_inputs: ModelInputs) -> GPT2Inputs:
@@ -78,16 +80,15 @@ class GPT2PipelineModel(PipelineModel[TextContext], KVCacheMixin):
         assert isinstance(prev_model_inputs, GPT2Inputs)
         new = next_tokens.to_numpy().reshape(-1).astype(np.int64)
         steps = [
-            SequenceStep(s.request_id, np.append(s.tokens, new[i]), len(s.tokens), s.capacity)
+            SequenceStep(s.request_id, np.append(s.tokens, new[i]), len(s.tokens))
             for i, s in enumerate(prev_model_inputs.steps)
         ]
         return GPT2Inputs(steps, prev_model_inputs.kv_cache_inputs)
 
     def execute(self, model_inputs: ModelInputs) -> ModelOutputs:
         assert isinstance(model_inputs, GPT2Inputs)
-        self.largest_batch = max(self.largest_batch, len(model_inputs.steps))
-        rows = [self.runner.next_token_logits(step) for step in model_inputs.steps]
-        return ModelOutputs(logits=Tensor.from_numpy(np.stack(rows).astype(np.float32, copy=False)))
+        logits = self.runner.next_token_logits(model_inputs.steps)  # [batch, vocab]
+        return ModelOutputs(logits=Tensor.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)))
 
     def release(self, request_id) -> None:
         self.runner.release(request_id)
@@ -97,7 +98,8 @@ class GPT2PipelineModel(PipelineModel[TextContext], KVCacheMixin):
                 "request_id": str(getattr(request_id, "value", request_id)),
                 "prompt": [int(t) for t in ctx.prompt_tokens],
                 "generated": [int(t) for t in ctx.tokens[ctx._prompt_len : ctx.end_idx]],
-                "largest_batch": self.largest_batch,
+                "largest_batch": self.runner.largest_batch,  # the most rows one model call ran
+                "slots_in_use": int(self.runner.cache.in_use.sum()),  # after this request's slot was freed
             }
             with open(os.environ[TRACE_ENV], "a") as f:
                 f.write(json.dumps(record) + "\n")
