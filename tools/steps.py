@@ -236,31 +236,35 @@ def _check_step_14(lesson, loading) -> None:
         loading.fail(f"{lesson.shown}: {doing} does not hold them with length 3; run its check (pixi run s14)")
 
 
-def learner_cached_code(steps_dir: Path):
-    """CachedGPT2LMHeadModel and KVCache from steps_dir/step_14.py, once they
-    build (open TODOs refused with the checks' message), and a compile
-    function that reports the learner's errors the same way. Raises
-    StepsNotReady with a one-line message."""
-    from tools.kv_engine import compile_cached_model
-
+def _learner_model_code(steps_dir: Path, step: int, check, model_name: str, cache_name: str, compile_with):
+    """model_name and cache_name from steps_dir/step_NN.py once check(lesson, loading)
+    passes (open TODOs refused with the checks' message), and a compile function
+    (compile_with from tools/kv_engine.py) that reports the learner's errors the
+    same way. Raises StepsNotReady with a one-line message."""
     loading = _checker()
-    lesson = loading.Lesson(14, Path(steps_dir) / "step_14.py")
+    lesson = loading.Lesson(step, Path(steps_dir) / f"step_{step}.py")
     if not lesson.path.is_file():
-        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_14.py")
+        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_{step}.py")
     try:
-        _check_step_14(lesson, loading)
+        check(lesson, loading)
     except loading.LessonFailure as failure:
         raise StepsNotReady(one_line(str(failure))) from None
 
     def compile_model(model):
         try:
-            with lesson.learner_code("compiling CachedGPT2LMHeadModel"):
-                return compile_cached_model(model)
+            with lesson.learner_code(f"compiling {model_name}"):
+                return compile_with(model)
         except loading.LessonFailure as failure:
             raise StepsNotReady(one_line(str(failure))) from None
 
-    return lesson.get("CachedGPT2LMHeadModel"), lesson.get("KVCache"), compile_model
+    return lesson.get(model_name), lesson.get(cache_name), compile_model
 
+
+def learner_cached_code(steps_dir: Path):
+    """CachedGPT2LMHeadModel, KVCache and their compile function from steps_dir/step_14.py."""
+    from tools.kv_engine import compile_cached_model
+
+    return _learner_model_code(steps_dir, 14, _check_step_14, "CachedGPT2LMHeadModel", "KVCache", compile_cached_model)
 
 # --------------------------------------------------------------------------
 # Lesson 15 (many sequences at once), for serve.py --steps
@@ -299,26 +303,8 @@ def _check_step_15(lesson, loading) -> None:
 
 
 def learner_batched_code(steps_dir: Path):
-    """BatchedGPT2LMHeadModel and BatchedKVCache from steps_dir/step_15.py,
-    once they build (open TODOs refused with the checks' message), and a
-    compile function that reports the learner's errors the same way. Raises
-    StepsNotReady with a one-line message."""
+    """BatchedGPT2LMHeadModel, BatchedKVCache and their compile function from steps_dir/step_15.py."""
     from tools.kv_engine import compile_batched_model
 
-    loading = _checker()
-    lesson = loading.Lesson(15, Path(steps_dir) / "step_15.py")
-    if not lesson.path.is_file():
-        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_15.py")
-    try:
-        _check_step_15(lesson, loading)
-    except loading.LessonFailure as failure:
-        raise StepsNotReady(one_line(str(failure))) from None
-
-    def compile_model(model):
-        try:
-            with lesson.learner_code("compiling BatchedGPT2LMHeadModel"):
-                return compile_batched_model(model)
-        except loading.LessonFailure as failure:
-            raise StepsNotReady(one_line(str(failure))) from None
-
-    return lesson.get("BatchedGPT2LMHeadModel"), lesson.get("BatchedKVCache"), compile_model
+    return _learner_model_code(steps_dir, 15, _check_step_15, "BatchedGPT2LMHeadModel", "BatchedKVCache",
+                               compile_batched_model)
