@@ -73,6 +73,11 @@ Tasks:
      end-of-text stop
 
 Run: pixi run s13
+
+Measure it: `python plot_sampling.py --top-k 10 --top-p 0.8` draws one
+next-token distribution at three temperatures with the top-k and top-p
+cuts marked (sampling.png): count how many tokens top-p keeps at each
+temperature, while top-k keeps 10.
 """
 
 from typing import Any
