@@ -314,6 +314,37 @@ class Stamped:
         return out
 
 
+class KeepsLogits:
+    """A model whose every call keeps the logits of the last position (numpy)."""
+
+    def __init__(self, model):
+        self.model, self.config, self.logits = model, model.config, []
+
+    def __call__(self, *args):
+        import numpy as np
+
+        out = self.model(*args)
+        logits = np.from_dlpack(out[0] if isinstance(out, tuple) else out)
+        self.logits.append(np.array(logits[:, -1] if logits.ndim == 3 else logits))
+        return out
+
+
+def cache_logit_gap(compiled, cached, prompt, n: int) -> float:
+    """Greedy, n new tokens, untimed: the largest |difference| between the logits the
+    KV cache path and the no-cache path give at the same step (they write the same tokens)."""
+    import numpy as np
+
+    from solutions.solution_13 import generate_tokens
+    from solutions.solution_14 import generate_tokens_cached
+
+    with_cache, without = KeepsLogits(cached), KeepsLogits(compiled)
+    same = np.array_equal(generate_tokens_cached(with_cache, prompt, n, do_sample=False),
+                          generate_tokens(without, prompt, n, do_sample=False))
+    if not same:
+        raise Disagreement(f"with and without the cache, greedy generation of {n} tokens chose different tokens")
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(with_cache.logits, without.logits))
+
+
 def hf_generate(hf, prompt, new_tokens: int):
     """HuggingFace generate(), greedy with its cache; (token ids, when each new token was ready)."""
     import torch
@@ -417,7 +448,7 @@ def bench_forward(args, compiled, hf) -> tuple[dict, list[tuple[float, float]]]:
     return results, shares
 
 
-def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, float]]]:
+def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, float]], float]:
     import numpy as np
 
     from solutions.solution_13 import generate_tokens
@@ -455,7 +486,9 @@ def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, 
         results[str(n)] = {name: summary(rs, n) for name, rs in runs.items()}
         results[str(n)]["tokens"] = {name: rs[0].output[0, args.prompt_tokens:].tolist() for name, rs in runs.items()}
         shares += others_share(runs)
-    return results, shares
+    longest = max(args.new_tokens)
+    log(f"the logits of both MAX paths at each of {longest} steps (untimed)")
+    return results, shares, cache_logit_gap(compiled, cached, prompt, longest)
 
 
 def bench_batches(args, batched, cached) -> tuple[dict, list[tuple[float, float]]]:
@@ -479,10 +512,10 @@ def bench_batches(args, batched, cached) -> tuple[dict, list[tuple[float, float]
         model = Stamped(cached)
         return [generate_tokens_cached(model, prompts[:1], n, do_sample=False)[0, args.prompt_tokens :].tolist()], model.stamps
 
-    contenders = {"lesson_14_batch_1": lesson_14, **{f"batch_{b}": (lambda b=b: rows(b)) for b in args.batch_sizes}}
+    alone = lesson_14()[0][0]  # row 0's tokens must be these at every batch size
+    contenders = {f"batch_{b}": (lambda b=b: rows(b)) for b in args.batch_sizes}
 
     def check(outputs):
-        alone = outputs["lesson_14_batch_1"][0]
         every = outputs[f"batch_{largest}"]
         for b in args.batch_sizes:
             got = outputs[f"batch_{b}"]
@@ -490,18 +523,30 @@ def bench_batches(args, batched, cached) -> tuple[dict, list[tuple[float, float]
                 raise Disagreement(f"at batch {b} the rows wrote other tokens than alone (row 0 against lesson 14, "
                                    f"every row against batch {largest}); no speed is reported")
 
+    def step_ms(run) -> float:
+        return 1e3 * float(np.median(np.diff(run.stamps)))
+
     log(f"batched decode: {n} new tokens per row at batch {', '.join(map(str, args.batch_sizes))}")
     runs = interleaved(contenders, args.repeats, args.idle_wait, check)
-    step_ms = {name: 1e3 * median(float(np.median(np.diff(r.stamps))) for r in rs) for name, rs in runs.items()}
-    one = step_ms[f"batch_{args.batch_sizes[0]}"]
-    by_batch = {str(b): {"decode_ms_per_step": step_ms[f"batch_{b}"],
-                         "decode_tokens_per_s": b * 1e3 / step_ms[f"batch_{b}"],
-                         "step_vs_first": step_ms[f"batch_{b}"] / one} for b in args.batch_sizes}
+    ms = {name: median(step_ms(r) for r in rs) for name, rs in runs.items()}
+    one = ms[f"batch_{args.batch_sizes[0]}"]
+    by_batch = {str(b): {"decode_ms_per_step": ms[f"batch_{b}"], "decode_tokens_per_s": b * 1e3 / ms[f"batch_{b}"],
+                         "step_vs_first": ms[f"batch_{b}"] / one} for b in args.batch_sizes}
+    # One sequence, lesson 15's engine against lesson 14's, in pairs back to back (the
+    # order swapped from pair to pair): the ratio of each pair, then their median.
+    log(f"batch 1 through lesson 15's engine against lesson 14's, {2 * args.repeats} pairs")
+
+    def same(outputs):
+        if outputs["lesson_14"][0] != alone or outputs["batch_1"][0] != alone:
+            raise Disagreement("lesson 14 and lesson 15's engine wrote other tokens for one sequence; no speed is reported")
+
+    pairs = interleaved({"lesson_14": lesson_14, "batch_1": lambda: rows(1)}, 2 * args.repeats, args.idle_wait, same)
+    ratios = [step_ms(b) / step_ms(a) for a, b in zip(pairs["lesson_14"], pairs["batch_1"])]
     result = {"new_tokens_per_row": n, "prompt_tokens": args.prompt_tokens, "by_batch": by_batch,
-              "lesson_14_decode_ms_per_token": step_ms["lesson_14_batch_1"]}
-    if "1" in by_batch:
-        result["batch_1_vs_lesson_14"] = by_batch["1"]["decode_ms_per_step"] / step_ms["lesson_14_batch_1"]
-    return result, others_share(runs)
+              "lesson_14_decode_ms_per_token": median(step_ms(r) for r in pairs["lesson_14"]),
+              "batch_1_decode_ms_per_token": median(step_ms(r) for r in pairs["batch_1"]),
+              "batch_1_vs_lesson_14": median(ratios), "pair_ratios": ratios}
+    return result, others_share(runs) + others_share(pairs)
 
 
 def memory_child(args) -> dict:
@@ -569,7 +614,7 @@ def bench(args) -> dict:
     stamps.append(time.perf_counter())
     compile_seconds = dict(zip(("max_no_cache", "max_kv_cache", "max_batched"), (b - a for a, b in zip(stamps, stamps[1:]))))
     forward, forward_shares = bench_forward(args, compiled, hf)
-    generate, generate_shares = bench_generate(args, compiled, cached, hf)
+    generate, generate_shares, logit_gap = bench_generate(args, compiled, cached, hf)
     batches, batch_shares = bench_batches(args, batched, cached)
 
     log("bandwidth")
@@ -604,6 +649,7 @@ def bench(args) -> dict:
         "generate_speedup_vs_hf": kv["tokens_per_s"] / generate[longest]["hf_cache"]["tokens_per_s"],
         "decode_ms_per_token": kv["decode_ms_per_token"],
         "tokens_identical": True,
+        "cache_logit_max_abs_diff": logit_gap,
         "decode_bytes": nbytes,
         "kv_cache_bytes_per_token": 2 * 4 * config.n_layer * config.n_embd,
         "bandwidth_method": f"torch.sum over a {args.bandwidth_mib} MiB float32 array (read only), median of 9",
@@ -646,6 +692,8 @@ def table(r: dict) -> str:
     lines += [
         f"MAX with the KV cache: {r['generate_speedup_vs_hf']:.2f}x HuggingFace's tokens/s at "
         f"{r['generate_new_tokens']} new tokens",
+        f"largest logit difference, KV cache against no cache, over the {r['generate_new_tokens']} steps: "
+        f"{r['cache_logit_max_abs_diff']:.1e}",
         "",
         f"decode step floor: {r['decode_bytes'] / 1e6:.1f} MB of weights, each read once (the LM head is wte)",
         f"  bandwidth, {r['bandwidth_method']}: {floors}",
@@ -658,14 +706,16 @@ def table(r: dict) -> str:
         f"peak memory of this benchmark process (compiles included): {mem['bench_peak_mb']:.0f} MB",
         "",
         f"many sequences at once (lesson 15): {r['batched']['new_tokens_per_row']} new tokens per row after a "
-        f"{r['batched']['prompt_tokens']}-token prompt; lesson 14's decode step {r['batched']['lesson_14_decode_ms_per_token']:.1f} ms",
+        f"{r['batched']['prompt_tokens']}-token prompt",
         f"{'batch':>5} | {'decode ms/step':>14} | {'decode tokens/s':>15} | {'step vs first':>13}",
     ]
     for b, row in r["batched"]["by_batch"].items():
         lines.append(f"{b:>5} | {row['decode_ms_per_step']:14.1f} | {row['decode_tokens_per_s']:15.1f} | "
                      f"{row['step_vs_first']:12.2f}x")
-    if "batch_1_vs_lesson_14" in r["batched"]:
-        lines.append(f"batch 1 through lesson 15's engine: {r['batched']['batch_1_vs_lesson_14']:.3f}x lesson 14's step")
+    b = r["batched"]
+    lines.append(f"one sequence, {len(b['pair_ratios'])} pairs back to back: lesson 15's engine "
+                 f"{b['batch_1_decode_ms_per_token']:.1f} ms/step, lesson 14's {b['lesson_14_decode_ms_per_token']:.1f} ms; "
+                 f"median ratio {b['batch_1_vs_lesson_14']:.3f}x")
     return "\n".join(lines)
 
 

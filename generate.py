@@ -4,19 +4,26 @@ examples:
   python generate.py --prompt "The meaning of life is"          # gpt2 from the hub (cached after the first run)
   python generate.py --model ./my-gpt2 --greedy --compare       # a saved model, checked against HuggingFace
   echo "Once upon a time" | python generate.py --prompt - --seed 7 --top-p 0.9
-  python generate.py --steps                                    # YOUR steps/step_12.py, 13 and 14
+  python generate.py --prompt "Hello" --prompt "Once upon a time" --greedy   # several prompts, batched
+  python generate.py --steps                                    # YOUR steps/step_12.py and step_15.py
   python generate.py --steps --no-cache                         # YOUR steps 12 and 13 only, no KV cache
-  python generate.py --json --greedy --max-new-tokens 20        # one JSON line for scripts
+  python generate.py --json --greedy --max-new-tokens 20        # one JSON line per prompt, for scripts
 
-It decodes with the KV cache of lesson 14 by default: the prompt goes
-through the model once, then each new token alone. --no-cache takes lesson
-12's path instead: the whole sequence through the model for every token
-(slower; the same numbers to float32 rounding, so the same tokens unless two
-logits are within rounding of each other).
+It decodes with the KV cache by default, through lesson 15's loop
+(stream_batched): each prompt goes through the model once, then one model
+call per step runs the newest token of every unfinished prompt, up to
+--max-batch-size prompts at a time, so they share one read of the weights.
+--no-cache takes lesson 12's path instead: the whole sequence through the
+model for every token, one prompt after the other (slower; the same numbers
+to float32 rounding, so the same tokens unless two logits are within
+rounding of each other).
 
-The text streams to stdout as it is written, after the prompt; progress,
-timings and errors go to stderr. Context limit: the prompt's tokens plus
---max-new-tokens must fit the model's n_positions (1024 for GPT-2); a
+With one prompt, the text streams to stdout as it is written, after the
+prompt; with several, each prompt's text is printed whole, in the order
+given, under a line "--- prompt i of n ---". Progress, timings and errors
+go to stderr. Prompt i samples with seed + i, so it writes what it would
+write alone with --seed (seed + i). Context limit: each prompt's tokens
+plus --max-new-tokens must fit the model's n_positions (1024 for GPT-2); a
 longer request is refused before the model is loaded. Generation stops at
 the end-of-text token (eos_token_id from generation_config.json,
 config.json or the tokenizer) unless --ignore-eos.
@@ -70,21 +77,26 @@ def build_parser() -> OneLineParser:
                        help="where MAX runs the model; gpu needs one that MAX sees")
     where.add_argument("--no-cache", action="store_true",
                        help="lesson 12's path: run the whole sequence through the model for every new token "
-                       "(default: off, i.e. the KV cache of lesson 14: the prompt once, then one token per step)")
+                       "(default: off, i.e. lesson 15's KV cache: each prompt once, then one token per step)")
     where.add_argument("--steps", action="store_true",
-                       help="use YOUR steps/step_12.py, step_13.py and step_14.py (only 12 and 13 with "
-                       "--no-cache) instead of the solutions (refused while a TODO is open) (default: off)")
+                       help="use YOUR steps/step_12.py (loading) and step_15.py (the cache, the model and "
+                       "the loop), or step_12.py and step_13.py with --no-cache, instead of the solutions "
+                       "(refused while a TODO is open) (default: off)")
     where.add_argument("--steps-dir", type=Path, default=None, metavar="DIR",
                        help="for maintainers and tests: read the step_NN.py files from DIR "
                        "(implies --steps) (default: steps/)")
 
     text = p.add_argument_group("prompt")
     source = text.add_mutually_exclusive_group()
-    source.add_argument("--prompt", default=DEFAULT_PROMPT, metavar="TEXT",
-                        help="the text to continue; - reads it from stdin (UTF-8)")
-    source.add_argument("--prompt-file", type=Path, default=None, metavar="PATH",
-                        help="read the prompt from a UTF-8 file; from a file or stdin, one final newline is "
-                        "dropped (default: use --prompt)")
+    source.add_argument("--prompt", action="append", default=None, metavar="TEXT",
+                        help="the text to continue; give it several times for several prompts; - reads one "
+                        f"from stdin (UTF-8) (default: {DEFAULT_PROMPT})")
+    source.add_argument("--prompt-file", action="append", type=Path, default=None, metavar="PATH",
+                        help="read a prompt from a UTF-8 file (several times for several prompts); from a file "
+                        "or stdin, one final newline is dropped (default: use --prompt)")
+    text.add_argument("--max-batch-size", type=int, default=8, metavar="N",
+                      help="with the cache: at most N prompts share one model call (the cache's slots); "
+                      "the others wait for a slot")
 
     how = p.add_argument_group("generation (HuggingFace generate()'s names and defaults)")
     how.add_argument("--max-new-tokens", type=int, default=30, metavar="N",
@@ -110,10 +122,11 @@ def build_parser() -> OneLineParser:
 
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true",
-                     help="print only one JSON object on stdout (no streamed text): prompt_ids, "
-                     "generated_ids (new tokens only, with the end-of-text token when it stopped there), "
-                     "text (the new text only), finish_reason, kv_cache (true: lesson 14's path), compile_seconds, "
-                     "tokens_per_second, ... (default: off)")
+                     help="print only JSON on stdout (no streamed text): one object per line, per prompt: "
+                     "index, prompt, prompt_ids, generated_ids (new tokens only, with the end-of-text token "
+                     "when it stopped there), text (the new text only), finish_reason, kv_cache (true: lesson "
+                     "15's path), seed (this prompt's), compile_seconds, tokens_per_second (this prompt's "
+                     "tokens over the time to its last one), all_tokens_per_second, ... (default: off)")
     out.add_argument("--compare", action="store_true",
                      help="with --greedy: also run HuggingFace generate() on the same weights and say "
                      "whether every new token is the same (exit 1 if not) (default: off)")
@@ -154,7 +167,9 @@ def check_options(args) -> Sampling:
     if args.compare and args.do_sample:
         raise BadInput("--compare needs --greedy: sampled text is random on both sides")
     if args.device == "gpu" and not args.no_cache:
-        raise BadInput("--device gpu needs --no-cache: the KV cache of lesson 14 runs on the CPU only here")
+        raise BadInput("--device gpu needs --no-cache: the KV cache runs on the CPU only here")
+    if args.max_batch_size < 1:
+        raise BadInput(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
     return settings
 
 
@@ -167,12 +182,22 @@ def _decode_utf8(data: bytes, where: str) -> str:
         ) from None
 
 
-def read_prompt(args, stdin=None) -> str:
-    if args.prompt_file is not None or args.prompt == "-":
-        if args.prompt_file is not None:
-            where = f"--prompt-file {args.prompt_file}"
+def read_prompts(args, stdin=None) -> list[str]:
+    """Every prompt, in the order given: --prompt texts (- is stdin), or --prompt-file files."""
+    texts = args.prompt if args.prompt is not None else [] if args.prompt_file else [DEFAULT_PROMPT]
+    if texts.count("-") > 1:
+        raise BadInput("--prompt - is given twice: stdin holds one prompt")
+    prompts = [read_prompt(text, None, stdin) for text in texts]
+    prompts += [read_prompt(None, path, stdin) for path in args.prompt_file or []]
+    return prompts
+
+
+def read_prompt(text: str | None, path: Path | None, stdin=None) -> str:
+    if path is not None or text == "-":
+        if path is not None:
+            where = f"--prompt-file {path}"
             try:
-                data = args.prompt_file.read_bytes()
+                data = path.read_bytes()
             except OSError as err:
                 raise BadInput(f"cannot read {where}: {err.strerror or err}") from None
         else:
@@ -181,7 +206,7 @@ def read_prompt(args, stdin=None) -> str:
         prompt = _decode_utf8(data, where)
         prompt = prompt[:-2] if prompt.endswith("\r\n") else prompt.removesuffix("\n")
     else:
-        prompt = args.prompt
+        prompt = text
         try:
             prompt.encode("utf-8")
         except UnicodeEncodeError:  # undecodable bytes in argv arrive as lone surrogates
@@ -244,9 +269,9 @@ def progress(label: str):
 def run(argv, stdout, stdin=None) -> int:
     args = build_parser().parse_args(argv)
     settings = check_options(args)
-    prompt = read_prompt(args, stdin)
+    prompts = read_prompts(args, stdin)
     device = gpu_device() if args.device == "gpu" else None
-    found, config, tokenizer, prompt_ids, eos = open_checkpoint(args, prompt)
+    found, config, tokenizer, prompt_ids, eos = open_checkpoint(args, prompts)
     code = lesson_code(args)
 
     from tools import checkpoint as ckpt
@@ -254,7 +279,7 @@ def run(argv, stdout, stdin=None) -> int:
     with progress(f"loading {args.model}") as loaded:
         hf_model = ckpt.load_hf_model(found)
         model = ckpt.build_max_model(
-            ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device, code.cached_model
+            ckpt.hf_state_dict(hf_model), ckpt.max_config(config), code.load_hf_weights, device, code.model_class
         )
         if not args.compare:
             hf_model = None
@@ -262,45 +287,52 @@ def run(argv, stdout, stdin=None) -> int:
         compiled = code.compile_model(model)
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
-    result = generate(args, compiled, device, code, settings, seed, tokenizer, prompt, prompt_ids, eos, stdout)
+    results, seconds = generate(args, compiled, device, code, settings, seed, tokenizer, prompts, prompt_ids, eos, stdout)
+    made = sum(len(r["generated_ids"]) for r in results)
+    all_rate = made / seconds if seconds > 0 else float("inf")
+    first = min(r["time_to_first_token_seconds"] for r in results)
     sys.stderr.write(
-        f"{len(result['generated_ids'])} new tokens in {result['seconds']:.2f} s: "
-        f"{result['tokens_per_second']:.1f} tokens/s, first token after {result['time_to_first_token_seconds']:.2f} s; "
+        (f"{len(results)} prompts, " if len(results) > 1 else "")
+        + f"{made} new tokens in {seconds:.2f} s: {all_rate:.1f} tokens/s, first token after {first:.2f} s; "
         f"loading {loaded['seconds']:.1f} s, compiling {compiled_in['seconds']:.1f} s"
         + ("; KV cache" if code.cached else "; no cache")
-        + (f"; seed {seed}" if args.do_sample else "")
-        + ("; stopped at end-of-text" if result["finish_reason"] == "eos" else "")
+        + (f"; seed {seed}" + (f" (prompt i: {seed} + i)" if len(results) > 1 else "") if args.do_sample else "")
+        + ("; stopped at end-of-text" if len(results) == 1 and results[0]["finish_reason"] == "eos" else "")
         + "\n"
     )
-    record = {
-        "model": args.model,
-        "prompt": prompt,
-        "prompt_ids": prompt_ids,
-        "generated_ids": result["generated_ids"],
-        "text": result["text"],
-        "finish_reason": result["finish_reason"],
-        "kv_cache": code.cached,
-        "do_sample": args.do_sample,
-        "temperature": args.temperature if args.do_sample else None,
-        "top_k": args.top_k if args.do_sample else None,
-        "top_p": args.top_p if args.do_sample else None,
-        "seed": seed if args.do_sample else None,
-        "load_seconds": round(loaded["seconds"], 3),
-        "compile_seconds": round(compiled_in["seconds"], 3),
-        "time_to_first_token_seconds": round(result["time_to_first_token_seconds"], 4),
-        "tokens_per_second": round(result["tokens_per_second"], 2),
-    }
     status = 0
-    if args.compare:
-        status = compare(hf_model, tokenizer, prompt_ids, result["generated_ids"], args, eos, record, stdout)
-    if args.json:
-        stdout.write(json.dumps(record) + "\n")
+    for index, (prompt, ids, result) in enumerate(zip(prompts, prompt_ids, results)):
+        record = {
+            "model": args.model,
+            "index": index,
+            "prompt": prompt,
+            "prompt_ids": ids,
+            "generated_ids": result["generated_ids"],
+            "text": result["text"],
+            "finish_reason": result["finish_reason"],
+            "kv_cache": code.cached,
+            "do_sample": args.do_sample,
+            "temperature": args.temperature if args.do_sample else None,
+            "top_k": args.top_k if args.do_sample else None,
+            "top_p": args.top_p if args.do_sample else None,
+            "seed": seed + index if args.do_sample else None,
+            "load_seconds": round(loaded["seconds"], 3),
+            "compile_seconds": round(compiled_in["seconds"], 3),
+            "time_to_first_token_seconds": round(result["time_to_first_token_seconds"], 4),
+            "tokens_per_second": round(result["tokens_per_second"], 2),
+            "all_tokens_per_second": round(all_rate, 2),
+        }
+        if args.compare:
+            label = f"prompt {index + 1} of {len(prompts)}: " if len(prompts) > 1 else ""
+            status |= compare(hf_model, tokenizer, ids, result["generated_ids"], args, eos, record, stdout, label)
+        if args.json:
+            stdout.write(json.dumps(record) + "\n")
     stdout.flush()
     return status
 
 
-def open_checkpoint(args, prompt: str):
-    """The checkpoint, its config and tokenizer, the prompt's token ids and the
+def open_checkpoint(args, prompts: list[str]):
+    """The checkpoint, its config and tokenizer, each prompt's token ids and the
     end-of-text ids: everything that can be refused without the weights."""
     from transformers.utils import logging
 
@@ -310,24 +342,31 @@ def open_checkpoint(args, prompt: str):
     logging.set_verbosity_error()
     config = ckpt.load_hf_config(found)
     tokenizer = ckpt.load_tokenizer(found)
-    prompt_ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
-    if not prompt_ids:
-        raise BadInput("the prompt gives no tokens")
-    problem = context_problem(len(prompt_ids), args.max_new_tokens, config.n_positions, args.model, option)
-    if problem:
-        raise BadInput(problem)
-    if max(prompt_ids) >= config.vocab_size:
-        raise BadInput(
-            f"the tokenizer of {args.model} gives token id {max(prompt_ids)}, "
-            f"but the model knows only {config.vocab_size} tokens"
-        )
+    all_ids = []
+    for index, prompt in enumerate(prompts):
+        which = f"prompt {index + 1} of {len(prompts)}: " if len(prompts) > 1 else ""
+        prompt_ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
+        if not prompt_ids:
+            raise BadInput(f"{which}the prompt gives no tokens")
+        problem = context_problem(len(prompt_ids), args.max_new_tokens, config.n_positions, args.model, option)
+        if problem:
+            raise BadInput(which + problem)
+        if max(prompt_ids) >= config.vocab_size:
+            raise BadInput(
+                f"{which}the tokenizer of {args.model} gives token id {max(prompt_ids)}, "
+                f"but the model knows only {config.vocab_size} tokens"
+            )
+        all_ids.append(prompt_ids)
     eos = () if args.ignore_eos else ckpt.eos_token_ids(found, config, tokenizer)
-    return found, config, tokenizer, prompt_ids, eos
+    if len(eos) > 1:
+        raise BadInput(f"{args.model} names {len(eos)} end-of-text tokens {list(eos)}; the course's loops stop at "
+                       "one (GPT-2 has one): add --ignore-eos")
+    return found, config, tokenizer, all_ids, eos
 
 
 def lesson_code(args):
     """The learner's lesson code (checked for open TODOs first) or the solutions',
-    with lesson 14's KV cache unless --no-cache."""
+    with lesson 15's KV cache and loop unless --no-cache."""
     from tools.generation import reference_code
 
     if not (args.steps or args.steps_dir is not None):
@@ -337,44 +376,68 @@ def lesson_code(args):
     return learner_code(args.steps_dir or REPO / "steps", cache=not args.no_cache)
 
 
-def generate(args, compiled, device, code, settings, seed, tokenizer, prompt, prompt_ids, eos, stdout) -> dict:
-    """Stream the new text to stdout (unless --json) and return what was made, with timings."""
-    import numpy as np
-
+def generate(args, compiled, device, code, settings, seed, tokenizer, prompts, prompt_ids, eos, stdout):
+    """Write each prompt's new text to stdout (unless --json): one prompt as it
+    streams, several whole and in order. Returns (what each prompt made, with
+    timings; the seconds of the whole loop)."""
     from tools.checkpoint import default_device_for
-    from tools.generation import FullSequence, IncrementalDecoder, KVCached, stream_tokens, token_chooser
+    from tools.generation import IncrementalDecoder, stream_prompts
 
-    choose = token_chooser(settings, np.random.default_rng(seed), code)  # ONE generator for the run
-    decoder = IncrementalDecoder(tokenizer)
-    show = (lambda piece: None) if args.json else (lambda piece: (stdout.write(piece), stdout.flush()))
-    show(prompt)
-    generated: list[int] = []
-    first_token = None
+    several = len(prompts) > 1
+    decoders = [IncrementalDecoder(tokenizer) for _ in prompts]
+    generated: list[list[int]] = [[] for _ in prompts]
+    first_token: list[float | None] = [None] * len(prompts)
+    last_token = [0.0] * len(prompts)
+    shown = 0  # with several prompts: how many have been printed
+
+    def show(piece: str) -> None:
+        if not args.json:
+            stdout.write(piece)
+            stdout.flush()
+
+    def finished(index: int) -> bool:
+        tokens = generated[index]
+        return len(tokens) == args.max_new_tokens or (bool(tokens) and tokens[-1] in eos)
+
+    if not several:
+        show(prompts[0])
     start = time.perf_counter()
-    if code.cached:  # lesson 14: the prompt once, then one token per step
-        model = KVCached(compiled, code.kv_cache, args.max_new_tokens)
-    else:  # lessons 12-13: the whole sequence every step
-        model = FullSequence(compiled, device)
+    eos_id = eos[0] if eos else None
     with default_device_for(device):
-        for token in stream_tokens(model, prompt_ids, args.max_new_tokens, choose, eos):
-            if first_token is None:
-                first_token = time.perf_counter() - start
-            generated.append(token)
-            show(decoder.push(token))
+        stream = stream_prompts(code, compiled, prompt_ids, args.max_new_tokens, settings, seed, eos_id,
+                                max_batch_size=args.max_batch_size, device=device)
+        for index, token in stream:
+            now = time.perf_counter() - start
+            first_token[index] = now if first_token[index] is None else first_token[index]
+            last_token[index] = now
+            generated[index].append(token)
+            piece = decoders[index].push(token)
+            if not several:
+                show(piece)
+            while several and shown < len(prompts) and finished(shown):  # print the finished ones, in order
+                show(f"--- prompt {shown + 1} of {len(prompts)} ---\n{prompts[shown]}{decoders[shown].text()}\n")
+                shown += 1
     seconds = time.perf_counter() - start
-    show(decoder.flush() + "\n")
-    return {
-        "generated_ids": generated,
-        "text": decoder.text(),
-        "finish_reason": "eos" if generated[-1] in eos else "length",
-        "seconds": seconds,
-        "time_to_first_token_seconds": first_token,
-        "tokens_per_second": len(generated) / seconds if seconds > 0 else float("inf"),
-    }
+    while several and shown < len(prompts):  # (every prompt is finished here; printed all the same if not)
+        show(f"--- prompt {shown + 1} of {len(prompts)} ---\n{prompts[shown]}{decoders[shown].text()}\n")
+        shown += 1
+    if not several:
+        show(decoders[0].flush() + "\n")
+    results = []
+    for index, tokens in enumerate(generated):
+        results.append({
+            "generated_ids": tokens,
+            "text": decoders[index].text(),
+            "finish_reason": "eos" if tokens and tokens[-1] in eos else "length",
+            "time_to_first_token_seconds": first_token[index],
+            "tokens_per_second": len(tokens) / last_token[index] if last_token[index] > 0 else float("inf"),
+        })
+    return results, seconds
 
 
-def compare(hf_model, tokenizer, prompt_ids, generated, args, eos, record, stdout) -> int:
-    """--compare: HuggingFace generate() on the same weights; 0 when every token is the same, else 1."""
+def compare(hf_model, tokenizer, prompt_ids, generated, args, eos, record, stdout, label="") -> int:
+    """--compare: HuggingFace generate() on the same weights, on this prompt alone;
+    0 when every token is the same, else 1."""
     expected = huggingface_greedy(hf_model, prompt_ids, args.max_new_tokens, eos)
     record["huggingface_generated_ids"] = expected
     record["identical_to_huggingface"] = same = expected == generated
@@ -388,7 +451,7 @@ def compare(hf_model, tokenizer, prompt_ids, generated, args, eos, record, stdou
             + tokenizer.decode(expected, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         )
     if not args.json:
-        stdout.write(message + "\n")
+        stdout.write(label + message + "\n")
     return 0 if same else 1
 
 

@@ -57,6 +57,10 @@ def build_parser() -> OneLineParser:
                    help="for maintainers and tests: read step_15.py from DIR (implies --steps)")
     p.add_argument("--max-batch-size", type=int, default=8, metavar="N",
                    help="requests MAX handles together (default: 8; MAX's own default on a CPU is 1)")
+    p.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="the context of a request, prompt + new tokens, at most the model's n_positions; "
+                   "the cache holds max-batch-size x N tokens (72 KiB each at 124M), allocated at start "
+                   "(default: n_positions, 1024 for GPT-2)")
     p.add_argument("--trace", type=Path, default=None, help=argparse.SUPPRESS)  # tests: token ids per request
     return p
 
@@ -76,6 +80,9 @@ def check_input(args) -> tuple:
         learner_batched_code(args.steps_dir or REPO / "steps")  # StepsNotReady while a TODO is open
     found = ckpt.locate(args.model)
     config = ckpt.load_hf_config(found)
+    if args.max_length is not None and not 1 <= args.max_length <= config.n_positions:
+        raise BadInput(f"--max-length must be in 1..{config.n_positions} (the model's n_positions), "
+                       f"got {args.max_length}")
     if "GPT2LMHeadModel" not in (config.architectures or []):
         raise BadInput(f"{args.model}: config.json's architectures {config.architectures} lack GPT2LMHeadModel, "
                        "which MAX looks for (save the model as a GPT2LMHeadModel)")
@@ -98,7 +105,7 @@ def max_serve_command(args, found, config) -> tuple[list[str], dict]:
         "--model-path", found.source,
         "--served-model-name", args.model,
         "--devices", "cpu",
-        "--max-length", str(config.n_positions),
+        "--max-length", str(args.max_length or config.n_positions),
         # Without it MAX handles one request at a time on a CPU.
         "--max-batch-size", str(args.max_batch_size),
         "--port", str(args.port),

@@ -1,13 +1,25 @@
 """How fast serve.py starts and writes, against generate.py on the same model.
 
     python serve/bench_serve.py --model FOLDER [--new-tokens 64] [--cold]
+    python serve/bench_serve.py --random-124m DIR     # GPT-2 124M's shape, seeded random weights
+
+--random-124m writes DIR first if it does not exist (tests/twins.py's
+save_checkpoint: seeded O(1)-scale weights, a byte-level tokenizer padded
+to GPT-2's 50257 tokens), so no download is needed.
 
 1. start serve.py and time it until it answers, stop it, start it again:
    the first start pays for whatever MAX's compile cache lacks (all of it
    with --cold, which points MAX at an empty cache), the second is warm;
 2. one greedy request of N new tokens, three times; one streamed (time to
-   the first token); eight at once (all tokens / wall time);
-3. the memory of the model's process before and after;
+   the first token); eight at once (all tokens / wall time), and their
+   ratio to one request alone (eight_vs_one);
+3. the memory of the model's process before and after; then a server
+   started with --max-length T (T = --memory-tokens, 512): its peak
+   resident memory (sampled every 20 ms) while eight requests of T tokens
+   (prompt + new) run at once, against a budget: the process before them
+   (weights, compiled graph, MAX) + the cache (8 x T x 72 KiB at 124M:
+   2 x 4 bytes x n_layer x n_embd per token) + twice that for the window
+   the graph copies per step + 128 MB (WINDOW_COPIES, MARGIN_MB);
 4. generate.py --greedy --json on the same model and prompt (its
    tokens_per_second), after the server has stopped.
 Every request goes to 127.0.0.1 and asks for exactly N tokens (ignore_eos).
@@ -20,6 +32,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -29,6 +42,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+
+# The memory budget, over the process before the requests (weights, compiled graph, MAX):
+# the cache itself (every slot full), and the step's working memory: the graph copies the
+# rows' filled window twice (the gathered past keys and values, then each layer's
+# concatenation with the new ones), as large as the cache at the last step; and a margin
+# for the rest (activations, logits, MAX's allocator keeping its high-water mark).
+WINDOW_COPIES = 2
+MARGIN_MB = 128
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "The meaning of life is"
@@ -40,12 +61,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(model: str, env: dict, log: Path) -> tuple[subprocess.Popen, str, float]:
+def start(model: str, env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, str, float]:
     """serve.py, running and ready: (process, base URL, seconds to ready)."""
     port = free_port()
     begin = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--model", model, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--model", model, "--port", str(port), *extra],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     while "ready after" not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() - begin > 1800:
@@ -69,9 +90,44 @@ def model_process_mb(proc: subprocess.Popen) -> float:
     return max(int(rss) / 1024 for pid, ppid, pgid, rss in ps if pgid in groups)
 
 
-def complete(base: str, model: str, n: int, stream: bool = False) -> tuple[float, float]:
+def model_pid(proc: subprocess.Popen) -> int:
+    """The pid of the largest of MAX's processes (the model's), as model_process_mb."""
+    ps = [list(map(int, line.split())) for line in subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,rss="],
+                                                                   capture_output=True, text=True).stdout.splitlines()]
+    groups = {pgid for pid, ppid, pgid, rss in ps if ppid == proc.pid}
+    return max((rss, pid) for pid, ppid, pgid, rss in ps if pgid in groups)[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_during(pid: int, work) -> float:
+    """The largest resident memory of pid, sampled every 20 ms while work() runs."""
+    import threading
+
+    peak, done = [rss_mb(pid)], threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            peak.append(rss_mb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak + [rss_mb(pid)])
+
+
+def complete(base: str, model: str, n: int, stream: bool = False, prompt: str = PROMPT) -> tuple[float, float]:
     """(seconds to the first token, seconds to the last) of one greedy request of n tokens."""
-    body = {"model": model, "prompt": PROMPT, "max_tokens": n, "temperature": 0, "ignore_eos": True, "stream": stream}
+    body = {"model": model, "prompt": prompt, "max_tokens": n, "temperature": 0, "ignore_eos": True, "stream": stream}
     begin, first = time.monotonic(), None
     with httpx.stream("POST", base + "/v1/completions", json=body, timeout=1200) as response:
         response.raise_for_status()
@@ -80,6 +136,36 @@ def complete(base: str, model: str, n: int, stream: bool = False) -> tuple[float
                 first = time.monotonic() - begin
     total = time.monotonic() - begin
     return first or total, total
+
+
+def memory_check(model: str, env: dict, log: Path, tokens: int) -> dict:
+    """A server of `--max-length tokens` (so its cache is 8 slots of `tokens`):
+    its model process's resident memory after one small request (weights,
+    compiled graph, MAX), and its peak while eight requests of `tokens` tokens
+    each (eight prompts, no prefix shared) run at once, against a budget."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    config, tokenizer = AutoConfig.from_pretrained(model), AutoTokenizer.from_pretrained(model)
+    prompts = [f"{PROMPT} {i}" for i in range(8)]
+    new = [tokens - len(tokenizer(p)["input_ids"]) for p in prompts]
+    proc, base, _ = start(model, env, log, "--max-length", str(tokens))
+    try:
+        complete(base, model, 4)
+        pid = model_pid(proc)
+        before = rss_mb(pid)
+
+        def work():
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda job: complete(base, model, job[1], prompt=job[0]), zip(prompts, new)))
+
+        peak = peak_rss_during(pid, work)
+    finally:
+        stop(proc)
+    cache_mb = 8 * tokens * 2 * 4 * config.n_layer * config.n_embd / 2**20
+    budget = before + cache_mb + WINDOW_COPIES * cache_mb + MARGIN_MB
+    return {"tokens_per_request": tokens, "requests": 8, "before_mb": round(before), "peak_mb": round(peak),
+            "cache_mb": round(cache_mb), "window_copies_mb": round(WINDOW_COPIES * cache_mb), "margin_mb": MARGIN_MB,
+            "budget_mb": round(budget), "peak_over_before_mb": round(peak - before), "within_budget": peak <= budget}
 
 
 def generate_py(model: str, n: int, env: dict) -> dict:
@@ -93,10 +179,23 @@ def generate_py(model: str, n: int, env: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="a GPT-2 folder written by save_pretrained")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a GPT-2 folder written by save_pretrained")
+    which.add_argument("--random-124m", type=Path, metavar="DIR",
+                       help="GPT-2 124M's shape with random weights, written to DIR unless it exists")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--cold", action="store_true", help="first start with an empty MAX compile cache")
+    ap.add_argument("--memory-tokens", type=int, default=512,
+                    help="tokens (prompt + new) of each of the eight requests of the memory check")
     args = ap.parse_args()
+    if args.random_124m is not None:
+        if not (args.random_124m / "config.json").is_file():
+            sys.path.insert(0, str(REPO))
+            from tests.twins import save_checkpoint
+
+            args.random_124m.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(args.random_124m, {})
+        args.model = args.random_124m
     n, model = args.new_tokens, str(args.model)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     logs = Path(tempfile.mkdtemp(prefix="bench_serve_"))
@@ -120,8 +219,10 @@ def main() -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: complete(base, model, n), range(8)))
     res["eight_at_once_tokens_per_s"] = round(8 * n / (time.monotonic() - begin), 1)
+    res["eight_vs_one"] = round(res["eight_at_once_tokens_per_s"] / statistics.median(res["one_request_tokens_per_s"]), 2)
     res["model_process_mb_after"] = round(model_process_mb(proc))
     stop(proc)
+    res["memory"] = memory_check(model, env, logs / "memory.log", args.memory_tokens)
 
     record = generate_py(model, n, env)
     res["generate_py_tokens_per_s"] = record.get("tokens_per_second", record)

@@ -12,24 +12,26 @@ ids into contextual vectors, one per position.
     ln_f: final LayerNorm            [batch, seq, 768]
 
 The parts (HuggingFace's names, so its weights load by name):
-  - wte = Embedding(vocab_size, dim=n_embd): 50257 x 768 = 38,597,376
-    parameters (38.6M), the largest single tensor in the model
-  - wpe = Embedding(n_positions, dim=n_embd): 1024 x 768 = 786,432
+  - wte, the token embedding: one row of n_embd numbers per token of the
+    vocabulary, 50257 x 768 = 38,597,376 parameters (38.6M), the largest
+    single tensor in the model
+  - wpe, the position embedding: one row per position, 1024 x 768 = 786,432
     parameters. n_positions = 1024 is the longest sequence GPT-2 can read:
     there is no row for position 1024.
-  - h = Sequential(*(GPT2Block(config) for _ in range(config.n_layer))):
-    12 blocks of 7,087,872 parameters, 85,054,464 in all
-  - ln_f = LayerNorm(n_embd, eps=config.layer_norm_epsilon): 1,536 parameters
+  - h, the blocks: n_layer GPT2Blocks held by a Sequential, each block made
+    by a call of its own: 12 blocks of 7,087,872 parameters, 85,054,464 in all
+  - ln_f, the final LayerNorm over n_embd, with the config's
+    layer_norm_epsilon: 1,536 parameters
   Total: 124,439,808 parameters (124.4M): the "124M" in GPT-2 124M.
 
 Why Sequential: Sequential(*modules) calls its modules in order, each on the
 previous one's output, and names them "0", "1", ..., "11". The parameters
 are then called h.0.ln_1.weight ... h.11.mlp.c_proj.bias, exactly
 HuggingFace's names. A plain Python list is not a Module: MAX would not find
-the blocks' parameters, and no weights could be loaded into them. Call
-GPT2Block(config) once per layer (the generator expression does): writing
-[GPT2Block(config)] * 12 would put one block, with one set of weights, in
-all 12 places.
+the blocks' parameters, and no weights could be loaded into them. Make a
+new GPT2Block for each layer: a list multiplied by 12 would put one block,
+with one set of weights, in all 12 places (the check catches it: why would
+the numbers differ from HuggingFace's?).
 
 Why ln_f: with pre-norm (step 08) the residual stream is never normalized
 inside the blocks, and its scale tends to grow from block to block. ln_f

@@ -310,7 +310,7 @@ LESSON_13_MISTAKES = [
             ("rng = rng if rng is not None else np.random.default_rng()", "rng = np.random.default_rng()")),
     mistake(13, "top-p-drops-the-crossing-token", "the token whose running sum crosses top_p is dropped",
             ("drop_sorted = cumulative <= 1 - top_p", "drop_sorted = cumulative - sorted_probs < 1 - top_p")),
-    mistake(13, "top-p-sorted-descending", "the least likely tokens are kept", ("argsort(logits, axis=-1, kind", "argsort(-logits, axis=-1, kind")),
+    mistake(13, "top-p-descending-with-ascending-cut", "the least likely tokens are kept", ("argsort(logits, axis=-1, kind", "argsort(-logits, axis=-1, kind")),
     mistake(13, "top-p-running-sum-unsorted", "the running sum is taken in vocabulary order",
             ('order = np.argsort(logits, axis=-1, kind="stable")', "order = np.broadcast_to(np.arange(logits.shape[-1]), logits.shape)")),
     mistake(13, "top-p-strict-comparison", "(<=, not <)", ("drop_sorted = cumulative <= 1 - top_p", "drop_sorted = cumulative < 1 - top_p")),

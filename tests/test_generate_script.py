@@ -4,10 +4,7 @@ seeded O(1) weights and a byte-level tokenizer (every byte one token, plus
 cache of lesson 14 is the default path; --no-cache is lesson 12's, and both
 must write the same tokens.
 
---steps runs on temporary folders of step files through generate.py's
---steps-dir option: copying the whole repository for each case would be
-slow, and an option (unlike an environment variable) shows in the command
-line that a failing test prints."""
+--steps: tests/test_generate_steps.py."""
 
 import json
 import os
@@ -21,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.lessons import REPO
-from tests.twins import TOKENIZER_FILES, FixedCachedLogits, FixedLogits, save_checkpoint, save_model
+from tests.twins import TOKENIZER_FILES, FixedLogits, save_checkpoint, save_model
 from tools.offline import offline_env
 
 PROMPT = "Hello"
@@ -109,9 +106,18 @@ def run(*args, stdin=b"", env=None, timeout=600):
 
 
 def run_json(*args, **kwargs):
+    records = run_json_lines(*args, **kwargs)
+    assert len(records) == 1, records
+    return records[0]
+
+
+def run_json_lines(*args, **kwargs):
+    """--json: one record per prompt, in the order given."""
     result = run(*args, "--json", **kwargs)
     assert result.returncode == 0, result.err
-    return json.loads(result.out.splitlines()[-1])
+    records = [json.loads(line) for line in result.out.splitlines()]
+    assert [r["index"] for r in records] == list(range(len(records))), result.out
+    return records
 
 
 def assert_refused(result, *fragments, stage):
@@ -149,8 +155,9 @@ def test_help_shows_every_option_its_default_and_the_context_limit():
         assert default in text
     assert "n_positions (1024 for GPT-2)" in text
     assert "no streamed text" in text  # --json's choice
-    assert "It decodes with the KV cache of lesson 14 by default" in text
-    assert "--no-cache lesson 12's path" in text and "(default: off, i.e. the KV cache of lesson 14" in text
+    assert "It decodes with the KV cache by default, through lesson 15's loop" in text
+    assert "--no-cache takes lesson 12's path" in text and "(default: off, i.e. lesson 15's KV cache" in text
+    assert "--max-batch-size" in text and "(default: 8)" in text
 
 
 @pytest.mark.parametrize("path", [(), ("--no-cache",)], ids=["kv-cache", "no-cache"])
@@ -217,24 +224,72 @@ def test_seeded_sampling_is_reproducible(model_dir, tmp_path):
     assert len(first["generated_ids"]) == 16 and first["kv_cache"] and not no_cache["kv_cache"]
 
 
+# Prompts of different lengths (1, 5 and 9 tokens with the byte tokenizer).
+PROMPTS = ("Hello", "A", "Once upon")
+
+
+def test_several_prompts_each_as_huggingface_alone(model_dir, tokenizer):
+    """Batched (three prompts, two slots: the third joins a freed slot) and
+    one at a time (--max-batch-size 1, and --no-cache): each prompt's tokens
+    are HuggingFace generate() on that prompt alone, its JSON line says so."""
+    args = ["--model", model_dir, "--max-new-tokens", 12, "--greedy", "--ignore-eos"]
+    for prompt in PROMPTS:
+        args += ["--prompt", prompt]
+    expected = [hf_greedy(model_dir, tokenizer(p)["input_ids"], 12, eos=None) for p in PROMPTS]
+    for extra in (("--max-batch-size", 2), ("--max-batch-size", 1), ("--no-cache",)):
+        records = run_json_lines(*args, *extra)
+        assert [r["prompt"] for r in records] == list(PROMPTS)
+        assert [r["generated_ids"] for r in records] == expected, extra
+        assert all(r["tokens_per_second"] > 0 and r["all_tokens_per_second"] > 0 for r in records)
+
+
+def test_several_prompts_printed_in_order_and_compared_one_by_one(model_dir, tokenizer):
+    args = ["--model", model_dir, "--max-new-tokens", 10, "--greedy", "--ignore-eos", "--compare"]
+    for prompt in PROMPTS:
+        args += ["--prompt", prompt]
+    result = run(*args)
+    assert result.returncode == 0, result.err
+    blocks, compares = [], []
+    for i, prompt in enumerate(PROMPTS):
+        text = tokenizer.decode(hf_greedy(model_dir, tokenizer(prompt)["input_ids"], 10, eos=None))
+        blocks.append(f"--- prompt {i + 1} of 3 ---\n{prompt}{text}\n")
+        compares.append(f"prompt {i + 1} of 3: identical to HuggingFace generate(): all 10 new tokens match\n")
+    assert result.out == "".join(blocks) + "".join(compares)
+    assert "3 prompts, 30 new tokens" in result.err, result.err
+
+
+def test_prompt_i_samples_as_it_would_alone_with_seed_plus_i(model_dir):
+    """Sampled, batched: prompt i writes what it writes alone with --seed 7 + i."""
+    args = ("--model", model_dir, "--max-new-tokens", 12, "--top-k", 20, "--ignore-eos")
+    together = run_json_lines(*args, *[x for p in PROMPTS for x in ("--prompt", p)], "--seed", 7)
+    for i, prompt in enumerate(PROMPTS):
+        alone = run_json(*args, "--prompt", prompt, "--seed", 7 + i)
+        assert together[i]["seed"] == 7 + i and together[i]["generated_ids"] == alone["generated_ids"], i
+
+
 def test_one_generator_draws_as_the_lesson_does():
-    """stream_tokens with ONE seeded generator picks the tokens
-    solution_13.generate_tokens picks with the same seed (batch 1), with
-    lesson 12's loop (FullSequence) and with the KV cache (KVCached)."""
+    """stream_prompts gives prompt i the tokens solution_13.generate_tokens
+    picks for it alone with seed + i (batch 1), with lesson 12's loop
+    (FullSequence) and with lesson 15's batched loop, whatever the batch size."""
     from solutions.solution_01 import GPT2Config
     from solutions.solution_13 import generate_tokens
-    from solutions.solution_14 import KVCache
-    from tools.generation import FullSequence, KVCached, Sampling, reference_code, stream_tokens, token_chooser
+    from tools.generation import Sampling, reference_code, stream_prompts
+    from tools.steps import FixedBatchedLogits, per_prompt
 
     values = np.random.default_rng(8).normal(0, 2, (1, 40, 30))
     config = GPT2Config(vocab_size=30, n_positions=40, n_embd=4, n_layer=1, n_head=2)
-    prompt = np.array([[1, 2, 3]])
+    prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9]]
+    no_cache, cache = reference_code(cache=False), reference_code(cache=True)
     for settings in (Sampling(True, 0.8, 10, 0.9), Sampling(True, 1.5), Sampling(False)):
-        expected = generate_tokens(FixedLogits(values), prompt, 20, settings.temperature, settings.do_sample,
-                                   top_k=settings.top_k, top_p=settings.top_p, eos_token_id=7, seed=5)[0, 3:]
-        for model in (FullSequence(FixedLogits(values)), KVCached(FixedCachedLogits(values, config), KVCache, 20)):
-            choose = token_chooser(settings, np.random.default_rng(5), reference_code(cache=False))
-            assert list(stream_tokens(model, prompt[0], 20, choose, [7])) == expected.tolist(), model
+        expected = {
+            i: generate_tokens(FixedLogits(values), np.array([p]), 20, settings.temperature, settings.do_sample,
+                               top_k=settings.top_k, top_p=settings.top_p, eos_token_id=7, seed=5 + i)[0, len(p):].tolist()
+            for i, p in enumerate(prompts)
+        }
+        assert per_prompt(stream_prompts(no_cache, FixedLogits(values), prompts, 20, settings, 5, 7)) == expected
+        for batch in (1, 2, 8):
+            got = stream_prompts(cache, FixedBatchedLogits(values, config), prompts, 20, settings, 5, 7, max_batch_size=batch)
+            assert per_prompt(got) == expected, (settings, batch)
 
 
 def test_incremental_decoding_waits_for_whole_characters(tokenizer):
@@ -262,68 +317,6 @@ def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
     assert_refused(run("--model", "course/other", *args, env=env), "course/other", "HF_HUB_OFFLINE", stage="checkpoint")
 
 
-# --- --steps ---------------------------------------------------------------------
-
-
-STEP_FILES = {
-    "skeleton 12": REPO / "steps" / "step_12.py",  # as shipped: run the suite on a clean checkout
-    "skeleton 14": REPO / "steps" / "step_14.py",
-    **{f"solution {n}": REPO / "solutions" / f"solution_{n}.py" for n in (12, 13, 14)},
-}
-# "unfinished NN": solution NN with one line still a placeholder.
-UNFINISHED = {
-    "unfinished 13": ("solution 13", "    return scores\n", "    return None  # TODO\n"),
-    "unfinished 14": ("solution 14", "self.keys = np.zeros(", "self.keys = None  # TODO np.zeros("),
-    "unfinished 14 call": ("solution 14", "        return logits, keys, values\n", "        return None  # TODO\n"),
-}
-
-
-def steps_folder(tmp_path, *files):
-    """step_12.py, step_13.py and step_14.py in tmp_path, from STEP_FILES or UNFINISHED (None: no file)."""
-    for step, which in zip((12, 13, 14), files):
-        if which in UNFINISHED:
-            source, old, new = UNFINISHED[which]
-            text = STEP_FILES[source].read_text()
-            assert text.count(old) == 1, which
-            (tmp_path / f"step_{step}.py").write_text(text.replace(old, new))
-        elif which is not None:
-            if not STEP_FILES[which].is_file():
-                pytest.skip(f"{STEP_FILES[which]} is not written yet")
-            shutil.copy(STEP_FILES[which], tmp_path / f"step_{step}.py")
-    return tmp_path
-
-
-@pytest.mark.parametrize("step_14, path", [("solution 14", ()), (None, ("--no-cache",))], ids=["kv-cache", "no-cache"])
-def test_steps_runs_the_learners_files(model_dir, tmp_path, tokenizer, step_14, path):
-    """With the cache, --steps needs step 12, 13 and 14; with --no-cache, step 12 and 13 only."""
-    folder = steps_folder(tmp_path, "solution 12", "solution 13", step_14)
-    record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 8, "--greedy",
-                      "--ignore-eos", "--steps-dir", folder, *path)
-    assert record["generated_ids"] == hf_greedy(model_dir, tokenizer(PROMPT)["input_ids"], 8, eos=None)
-    assert record["kv_cache"] == (not path)
-
-
-@pytest.mark.parametrize(
-    "files, where, what, stage",
-    [
-        (("skeleton 12", "solution 13", "solution 14"), "step_12.py", "TODO still open", "checkpoint"),
-        (("solution 12", "unfinished 13", "solution 14"), "step_13.py", "warp_logits", "checkpoint"),
-        (("solution 12", None, "solution 14"), "step_13.py", "does not exist", "checkpoint"),
-        (("solution 12", "solution 13", None), "step_14.py", "does not exist", "checkpoint"),
-        (("solution 12", "solution 13", "unfinished 14"), "step_14.py", "KVCache", "checkpoint"),
-        (("solution 12", "solution 13", "unfinished 14 call"), "step_14.py", "compiling", "compiling"),
-        (("solution 12", "solution 13", "skeleton 14"), "step_14.py", "TODO still open", None),
-    ],
-)
-def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, files, where, what, stage):
-    """A step 14 that is not ready suggests --no-cache, which needs only step 12 and 13."""
-    folder = steps_folder(tmp_path, *files)
-    result = run("--model", model_dir, "--greedy", "--steps-dir", folder)
-    assert_refused(result, where, what, *(["--no-cache"] if where == "step_14.py" else []), stage=stage)
-    if what != "does not exist":
-        assert result.err.splitlines()[-1].startswith(f"error: TODO still open in {folder / where}: "), result.err
-
-
 # --- bad input: one line, exit 2, refused before loading where possible -----------------
 
 
@@ -341,6 +334,9 @@ def test_steps_refused_while_a_todo_is_open(model_dir, tmp_path, files, where, w
         (["--top-p", "1.5"], b"", ["--top-p must be in (0, 1]"]),
         (["--seed", "-1"], b"", ["--seed must be >= 0"]),
         (["--max-new-tokens", "0"], b"", ["--max-new-tokens must be at least 1"]),
+        (["--max-batch-size", "0"], b"", ["--max-batch-size must be at least 1", "got 0"]),
+        (["--prompt", "-", "--prompt", "-"], b"x", ["--prompt - is given twice"]),
+        (["--prompt", "x", "--prompt", ""], b"", ["prompt is empty"]),
         (["--prompt", "-"], b"caf\xe9", ["stdin is not valid UTF-8", "0xe9"]),
         (["--prompt", "x", "--compare"], b"", ["--compare needs --greedy"]),
         (["--device", "gpu"], b"", ["--device gpu needs --no-cache"]),
@@ -359,6 +355,8 @@ def test_invalid_utf8_prompt_file(bad_dirs):
 def test_prompt_beyond_the_context_says_both_counts(model_dir):
     result = run("--model", model_dir, "--prompt", "x" * 120, "--max-new-tokens", 20)
     assert_refused(result, "120 tokens", "--max-new-tokens is 20", "at most 128", "at most 8 new", stage="checkpoint")
+    second = run("--model", model_dir, "--prompt", "x", "--prompt", "x" * 120, "--max-new-tokens", 20)
+    assert_refused(second, "prompt 2 of 2: ", "120 tokens", stage="checkpoint")
 
 
 @pytest.mark.parametrize(

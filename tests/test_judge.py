@@ -78,3 +78,10 @@ def test_catalogue_covers_every_step_with_logic():
         if v.expect is not PASS:
             mistakes[v.step] = mistakes.get(v.step, 0) + 1
     assert {step for step in STEPS if mistakes.get(step, 0) < 3} == set()
+
+
+def test_every_variant_has_its_own_id():
+    """An id names one piece of code: a mistake and a correct variant sharing
+    one would be two tests under one name in pytest's report."""
+    ids = [v.id for v in VARIANTS]
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []

@@ -343,6 +343,8 @@ def unfinished_steps(tmp_path_factory):
     (["--model", "/no/such/folder"], "no such folder"),
     (["--model", "{model}", "--port", "0"], "--port must be in 1..65535"),
     (["--model", "{model}", "--max-batch-size", "0"], "--max-batch-size must be at least 1"),
+    (["--model", "{model}", "--max-length", "0"], "--max-length must be in 1..128"),
+    (["--model", "{model}", "--max-length", "129"], "--max-length must be in 1..128"),
     (["--model", "{model}", "--port", "many"], "invalid int value"),
     (["--model", "{model}", "--steps-dir", "{empty}"], "step_15.py does not exist"),
     (["--model", "{model}", "--steps-dir", "{unfinished}"], "TODO still open in"),

@@ -255,16 +255,20 @@ TINY = dict(n_embd=64, n_head=4, n_layer=2, vocab_size=257, n_positions=128)
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def save_byte_tokenizer(folder) -> int:
+def save_byte_tokenizer(folder, vocab_size: int = 257) -> int:
     """A byte-level GPT-2 tokenizer (every byte one token, no merges) saved in
-    folder with save_pretrained; returns the id of <|endoftext|>."""
+    folder with save_pretrained; returns the id of <|endoftext|>, the last.
+    With vocab_size > 257, ids 256 .. vocab_size - 2 are filler tokens "t256",
+    ... that no text encodes to but that decode (a model of GPT-2's shape
+    writes them)."""
     import json
 
     from transformers import GPT2TokenizerFast
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
     vocab = {symbol: i for i, symbol in enumerate(bytes_to_unicode().values())}
-    vocab["<|endoftext|>"] = len(vocab)  # 256
+    vocab.update({f"t{i}": i for i in range(len(vocab), vocab_size - 1)})
+    vocab["<|endoftext|>"] = len(vocab)  # 256 by default
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     GPT2TokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")).save_pretrained(folder)
@@ -279,10 +283,11 @@ def save_model(model, folder, eos: int | None) -> None:
 
 
 def save_checkpoint(folder, overrides: dict = TINY, seed: int = 30):
-    """A GPT-2 with seeded O(1)-scale weights and the byte-level tokenizer,
-    saved in folder as save_pretrained writes it; returns folder."""
+    """A GPT-2 with seeded O(1)-scale weights and the byte-level tokenizer (as
+    large as the vocabulary), saved in folder as save_pretrained writes it;
+    returns folder. save_checkpoint(folder, {}) is GPT-2 124M's shape."""
     from transformers import GPT2LMHeadModel
 
-    eos = save_byte_tokenizer(folder)
+    eos = save_byte_tokenizer(folder, hf_config(overrides).vocab_size)
     save_model(randomize_(GPT2LMHeadModel(hf_config(overrides)), seed=seed), folder, eos)
     return folder

@@ -3,18 +3,23 @@ loop of generate.py, kept free of argparse so other commands can reuse it.
 
     settings = Sampling(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)
     problem = settings.problem()                       # None, or what is wrong
-    choose = token_chooser(settings, np.random.default_rng(seed), code)
-    model = KVCached(compiled, code.kv_cache, 30)      # or FullSequence(compiled)
-    for token in stream_tokens(model, prompt_ids, 30, choose, eos_ids):
-        print(decoder.push(token), end="", flush=True)
+    code = reference_code()                            # lesson 15's model and loop
+    compiled = code.compile_model(model)
+    for index, token in stream_prompts(code, compiled, prompts, 30, settings, seed, eos_id):
+        ...                                            # token of prompts[index]
 
-The model call sits behind two methods, prefill(prompt) and decode(token),
-each returning the next position's logits (NextTokenLogits). KVCached is
-lesson 14: the prompt goes through the model once, filling a KV cache, and
-then each decode step runs one token. FullSequence is lessons 12 and 13: it
-runs the whole sequence every time. stream_tokens is the same for both, and
-the token is drawn by lesson 13's choose_next_token, the one place that
-draws.
+With the KV cache (the default) the loop IS lesson 15's stream_batched:
+every prompt gets a slot of one cache, its prompt runs once (prefill), and
+then one model call per step runs the newest token of every unfinished
+prompt (continuous batching). serve/gpt2_arch/runner.py runs the same
+model and cache through the same run_rows, with MAX's scheduler choosing
+the requests; bench.py times the same loop. Prompt i draws from
+np.random.default_rng(seed + i), so prompt i alone with seed + i gives
+the same tokens.
+
+Without the cache (lessons 12 and 13, FullSequence) every step runs the
+whole sequence, one prompt after the other, with the same generator per
+prompt; the token is drawn by lesson 13's choose_next_token in both.
 """
 
 from __future__ import annotations
@@ -77,37 +82,42 @@ def context_problem(
 class LessonCode:
     """The lesson code the loop uses: the reference solutions' or the learner's.
 
-    With the KV cache (lesson 14), cached_model and kv_cache are its
-    CachedGPT2LMHeadModel and KVCache, and compile_model is
-    tools/kv_engine.py's compile_cached_model (for KVCached). Without it,
-    they are None and compile_model is lesson 12's (for FullSequence)."""
+    With the KV cache, lesson 15's: model_class is BatchedGPT2LMHeadModel,
+    kv_cache BatchedKVCache, run_rows and stream_batched its one model call
+    and its loop, and compile_model tools/kv_engine.py's
+    compile_batched_model. Without it, those are None (lesson 11's model)
+    and compile_model is lesson 12's (for FullSequence)."""
 
     load_hf_weights: Callable
     compile_model: Callable
     choose_next_token: Callable
-    cached_model: Callable | None = None
+    model_class: Callable | None = None
     kv_cache: Callable | None = None
+    run_rows: Callable | None = None
+    stream_batched: Callable | None = None
 
     @property
     def cached(self) -> bool:
-        return self.cached_model is not None
+        return self.stream_batched is not None
 
 
 def reference_code(cache: bool = True) -> LessonCode:
-    """solutions/solution_12.py and solution_13.py, and with cache solution_14.py."""
+    """solutions/solution_12.py and solution_13.py, and with cache solution_15.py."""
     from solutions import solution_12, solution_13
 
     code = LessonCode(solution_12.load_hf_weights, solution_12.compile_model, solution_13.choose_next_token)
     if not cache:
         return code
-    from solutions import solution_14
-    from tools.kv_engine import compile_cached_model
+    from solutions import solution_15
+    from tools.kv_engine import compile_batched_model
 
     return replace(
         code,
-        compile_model=compile_cached_model,
-        cached_model=solution_14.CachedGPT2LMHeadModel,
-        kv_cache=solution_14.KVCache,
+        compile_model=compile_batched_model,
+        model_class=solution_15.BatchedGPT2LMHeadModel,
+        kv_cache=solution_15.BatchedKVCache,
+        run_rows=solution_15.run_rows,
+        stream_batched=solution_15.stream_batched,
     )
 
 
@@ -173,33 +183,6 @@ class FullSequence:
         return np.array(logits[0, -1], dtype=np.float32)
 
 
-class KVCached:
-    """Lesson 14: the prompt goes through the model once (prefill), filling
-    a KV cache of batch 1 with room for the prompt and max_new_tokens; each
-    decode runs only the new token. compiled: tools/kv_engine.py's
-    compile_cached_model, (ids [1, seq], cache) -> (logits [1, vocab], keys,
-    values); kv_cache: the KVCache class, (config, batch_size, capacity)."""
-
-    def __init__(self, compiled: Callable, kv_cache: Callable, max_new_tokens: int):
-        self.compiled = compiled
-        self.kv_cache = kv_cache
-        self.max_new_tokens = max_new_tokens
-        self.cache = None
-
-    def prefill(self, prompt_ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(prompt_ids, dtype=np.int64).reshape(1, -1)
-        self.cache = self.kv_cache(self.compiled.config, 1, ids.shape[1] + self.max_new_tokens)
-        return self._run(ids)
-
-    def decode(self, token: int) -> np.ndarray:
-        return self._run(np.array([[token]], dtype=np.int64))
-
-    def _run(self, ids: np.ndarray) -> np.ndarray:
-        logits, keys, values = self.compiled(ids, self.cache)
-        self.cache.append(keys, values)
-        return np.array(logits[0], dtype=np.float32)
-
-
 def stream_tokens(
     model: NextTokenLogits,
     prompt_ids: Sequence[int] | np.ndarray,
@@ -223,6 +206,38 @@ def stream_tokens(
         if token in eos or produced == max_new_tokens:
             return
         logits = model.decode(token)
+
+
+def stream_prompts(
+    code: LessonCode,
+    compiled: Callable,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    settings: Sampling,
+    seed: int,
+    eos_token_id: int | None = None,
+    *,
+    max_batch_size: int = 8,
+    device=None,
+) -> Iterator[tuple[int, int]]:
+    """Yield (prompt index, new token) as each token is chosen, for every prompt.
+
+    With the cache: lesson 15's stream_batched (code.stream_batched), up to
+    max_batch_size prompts at once. Without: FullSequence, one prompt after
+    the other. Prompt i draws from np.random.default_rng(seed + i) in both.
+    """
+    if code.cached:
+        yield from code.stream_batched(
+            compiled, [np.asarray(p, dtype=np.int64) for p in prompts], max_new_tokens, settings.temperature,
+            settings.do_sample, top_k=settings.top_k, top_p=settings.top_p, eos_token_id=eos_token_id, seed=seed,
+            max_batch_size=max_batch_size,
+        )
+        return
+    eos = () if eos_token_id is None else (eos_token_id,)
+    for index, prompt in enumerate(prompts):
+        choose = token_chooser(settings, np.random.default_rng(seed + index), code)  # ONE generator per prompt
+        for token in stream_tokens(FullSequence(compiled, device), prompt, max_new_tokens, choose, eos):
+            yield index, token
 
 
 class IncrementalDecoder:

@@ -1,17 +1,17 @@
-"""generate.py --steps: the learner's own steps/step_12.py, step_13.py and
-(with the KV cache, generate.py's default) step_14.py instead of the
-reference solutions, refused while a TODO is still open; serve.py --steps:
-step_15.py.
+"""generate.py --steps: the learner's own steps/step_12.py and (with the KV
+cache, generate.py's default) step_15.py, or step_12.py and step_13.py
+with --no-cache, instead of the reference solutions, refused while a TODO
+is still open; serve.py --steps: step_15.py.
 
 The files are imported through the checks' own machinery (tests/loading.py:
 Lesson), and every function the lessons ask for is called once on small
 inputs (a stand-in model with fixed logits, a 1-layer model 8 wide), in
 task order: a placeholder left in place shows up in seconds, with the same
 "TODO still open in steps/step_NN.py: ..." message the checks give, before
-any checkpoint is loaded or compiled (a TODO in lesson 14's __call__
-methods shows up when the real model compiles, with the same message).
-These calls look for unfinished code, not for wrong numbers: `pixi run s12`,
-`s13` and `s14` check those.
+any checkpoint is loaded or compiled (a TODO in lesson 14's or 15's
+__call__ methods shows up when the real model compiles, with the same
+message). These calls look for unfinished code, not for wrong numbers:
+`pixi run s12`, `s13`, `s14` and `s15` check those.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _check_step_13(lesson, loading) -> None:
 
 @contextlib.contextmanager
 def _suggest_no_cache():
-    """A StepsNotReady of lesson 14, with generate.py's way around it."""
+    """A StepsNotReady of lesson 15, with generate.py's way around it."""
     try:
         yield
     except StepsNotReady as err:
@@ -163,25 +163,27 @@ def _suggest_no_cache():
 
 
 def learner_code(steps_dir: Path, cache: bool = True) -> LessonCode:
-    """load_hf_weights and compile_model from steps_dir/step_12.py,
-    choose_next_token from step_13.py, and with cache CachedGPT2LMHeadModel
-    and KVCache from step_14.py (compiled by tools/kv_engine.py), once every
-    function of those lessons runs. Raises StepsNotReady with a one-line
-    message; step 14's suggest generate.py --no-cache, which needs only 12 and 13."""
+    """load_hf_weights and compile_model from steps_dir/step_12.py and
+    choose_next_token from step_13.py; with cache, load_hf_weights from
+    step_12.py and BatchedGPT2LMHeadModel and stream_batched from
+    step_15.py (compiled by tools/kv_engine.py) instead, once every function
+    of those lessons runs. Raises StepsNotReady with a one-line message;
+    step 15's suggest generate.py --no-cache, which needs only 12 and 13."""
+    from solutions.solution_13 import choose_next_token
+
     loading = _checker()
     code = {}
-    for step, check in ((12, _check_step_12), (13, _check_step_13)):
+    for step, check in ((12, _check_step_12), (13, _check_step_13))[: 1 if cache else 2]:
         lesson = loading.Lesson(step, Path(steps_dir) / f"step_{step}.py")
         if not lesson.path.is_file():
-            raise StepsNotReady(
-                f"{lesson.shown} does not exist: --steps uses your steps/step_12.py and step_13.py"
-            )
+            needed = "step_12.py and step_15.py" if cache else "step_12.py and step_13.py"
+            raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/{needed}")
         try:
             check(lesson, loading)
         except loading.LessonFailure as failure:
             raise StepsNotReady(one_line(str(failure))) from None
         code[step] = lesson
-    step_12, step_13 = code[12], code[13]
+    step_12 = code[12]
 
     def load_hf_weights(model, state_dict):
         try:
@@ -190,81 +192,17 @@ def learner_code(steps_dir: Path, cache: bool = True) -> LessonCode:
         except loading.LessonFailure as failure:
             raise StepsNotReady(one_line(str(failure))) from None
 
-    lessons = LessonCode(
-        load_hf_weights=load_hf_weights,
-        compile_model=step_12.get("compile_model"),
-        choose_next_token=step_13.get("choose_next_token"),
-    )
     if not cache:
-        return lessons
+        return LessonCode(load_hf_weights, step_12.get("compile_model"), code[13].get("choose_next_token"))
     with _suggest_no_cache():
-        cached_model, kv_cache, compile_cached = learner_cached_code(steps_dir)
+        batched = learner_batched_code(steps_dir)
 
     def compile_model(model):
         with _suggest_no_cache():
-            return compile_cached(model)
+            return batched.compile_model(model)
 
-    return replace(lessons, compile_model=compile_model, cached_model=cached_model, kv_cache=kv_cache)
+    return replace(batched, load_hf_weights=load_hf_weights, compile_model=compile_model)
 
-
-# --------------------------------------------------------------------------
-# Lesson 14 (the KV cache), for serve.py --steps
-# --------------------------------------------------------------------------
-
-
-def _check_step_14(lesson, loading) -> None:
-    """Build the learner's CachedGPT2LMHeadModel and KVCache on a 1-layer
-    model 8 wide; nothing is compiled here (the server compiles the model
-    and reports what fails there the same way: learner_cached_code)."""
-    from solutions.solution_01 import GPT2Config
-    from solutions.solution_14 import CachedGPT2LMHeadModel
-
-    config = GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2)
-    doing = "CachedGPT2LMHeadModel(config)"
-    with lesson.learner_code(doing):
-        names = {name for name, _ in lesson.get("CachedGPT2LMHeadModel")(config).parameters}
-    missing = sorted({name for name, _ in CachedGPT2LMHeadModel(config).parameters} - names)
-    if missing:
-        lesson.fail_open_todo(f"{doing} has no parameters {', '.join(missing[:3])}: keep GPT-2's layers")
-    cache = loading.construct(lesson, "KVCache", config, 2, 5)  # an attribute left None is an open TODO
-    doing = "KVCache(config, 2, 5), then append(keys, values) of 3 tokens"
-    new = np.ones((1, 2, 2, 3, 4), dtype=np.float32)  # [n_layer, batch, n_head, seq, head_dim]
-    with lesson.learner_code(doing):
-        cache.append(new, 2 * new)
-        filled = [np.asarray(cache.keys)[:, :, :, :3], np.asarray(cache.values)[:, :, :, :3], cache.length]
-    if not (np.array_equal(filled[0], new) and np.array_equal(filled[1], 2 * new) and filled[2] == 3):
-        loading.fail(f"{lesson.shown}: {doing} does not hold them with length 3; run its check (pixi run s14)")
-
-
-def _learner_model_code(steps_dir: Path, step: int, check, model_name: str, cache_name: str, compile_with):
-    """model_name and cache_name from steps_dir/step_NN.py once check(lesson, loading)
-    passes (open TODOs refused with the checks' message), and a compile function
-    (compile_with from tools/kv_engine.py) that reports the learner's errors the
-    same way. Raises StepsNotReady with a one-line message."""
-    loading = _checker()
-    lesson = loading.Lesson(step, Path(steps_dir) / f"step_{step}.py")
-    if not lesson.path.is_file():
-        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_{step}.py")
-    try:
-        check(lesson, loading)
-    except loading.LessonFailure as failure:
-        raise StepsNotReady(one_line(str(failure))) from None
-
-    def compile_model(model):
-        try:
-            with lesson.learner_code(f"compiling {model_name}"):
-                return compile_with(model)
-        except loading.LessonFailure as failure:
-            raise StepsNotReady(one_line(str(failure))) from None
-
-    return lesson.get(model_name), lesson.get(cache_name), compile_model
-
-
-def learner_cached_code(steps_dir: Path):
-    """CachedGPT2LMHeadModel, KVCache and their compile function from steps_dir/step_14.py."""
-    from tools.kv_engine import compile_cached_model
-
-    return _learner_model_code(steps_dir, 14, _check_step_14, "CachedGPT2LMHeadModel", "KVCache", compile_cached_model)
 
 # --------------------------------------------------------------------------
 # Lesson 15 (many sequences at once), for serve.py --steps
@@ -302,9 +240,71 @@ def _check_step_15(lesson, loading) -> None:
                      "run its check (pixi run s15)")
 
 
-def learner_batched_code(steps_dir: Path):
-    """BatchedGPT2LMHeadModel, BatchedKVCache and their compile function from steps_dir/step_15.py."""
+class FixedBatchedLogits(FixedLogits):
+    """FixedLogits as a compiled batched model (lesson 15) sees it:
+    (ids [rows, seq], cache, rows) -> the logits of each row's last new
+    position, logits[0, cache.lengths[slot] + seq - 1], [rows, vocab], and
+    zero keys and values for the new tokens. config sizes them."""
+
+    def __call__(self, ids, cache, rows):
+        count, seq = np.shape(ids)
+        c = self.config
+        new = np.zeros((c.n_layer, count, c.n_head, seq, c.n_embd // c.n_head), dtype=np.float32)
+        positions = np.asarray(cache.lengths)[list(rows)] + seq - 1
+        return self.logits[0, positions], new, new
+
+
+def per_prompt(pairs) -> dict[int, list[int]]:
+    """(prompt index, token) pairs -> each prompt's tokens, in order."""
+    tokens: dict[int, list[int]] = {}
+    for index, token in pairs:
+        tokens.setdefault(int(index), []).append(int(token))
+    return tokens
+
+
+def _check_stream_batched(lesson, loading) -> None:
+    """The learner's stream_batched on a stand-in: the tokens lesson 15's loop yields."""
+    from solutions.solution_01 import GPT2Config
+    from solutions.solution_15 import stream_batched
+
+    config = GPT2Config(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2)
+    stand_in = FixedBatchedLogits(np.random.default_rng(15).normal(0, 1, (1, 16, 11)), config)
+    prompts = [np.array([1, 2]), np.array([3, 4, 5, 6, 7]), np.array([8, 9, 10])]
+    for do_sample in (False, True):
+        options = dict(top_k=5, eos_token_id=10, seed=0, max_batch_size=2)
+        doing = f"stream_batched(model, 3 prompts, 4, 0.8, do_sample={do_sample}, top_k=5, eos_token_id=10, seed=0, max_batch_size=2)"
+        loop = lesson.get("stream_batched")
+        yielded = lesson.call(doing, lambda: per_prompt(loop(stand_in, prompts, 4, 0.8, do_sample, **options)))
+        if yielded != per_prompt(stream_batched(stand_in, prompts, 4, 0.8, do_sample, **options)):
+            loading.fail(f"{lesson.shown}: {doing} does not yield the (prompt, token) pairs lesson 15's loop yields "
+                         "on a stand-in model; run its check (pixi run s15)")
+
+
+def learner_batched_code(steps_dir: Path) -> LessonCode:
+    """Lesson 15 from steps_dir/step_15.py (BatchedGPT2LMHeadModel, BatchedKVCache,
+    run_rows, stream_batched), with a compile function (tools/kv_engine.py's)
+    that reports the learner's errors as the checks do; solution 12's
+    load_hf_weights. Raises StepsNotReady with a one-line message."""
+    from solutions.solution_12 import load_hf_weights
+    from solutions.solution_13 import choose_next_token
     from tools.kv_engine import compile_batched_model
 
-    return _learner_model_code(steps_dir, 15, _check_step_15, "BatchedGPT2LMHeadModel", "BatchedKVCache",
-                               compile_batched_model)
+    loading = _checker()
+    lesson = loading.Lesson(15, Path(steps_dir) / "step_15.py")
+    if not lesson.path.is_file():
+        raise StepsNotReady(f"{lesson.shown} does not exist: --steps uses your steps/step_15.py")
+    try:
+        _check_step_15(lesson, loading)
+        _check_stream_batched(lesson, loading)
+    except loading.LessonFailure as failure:
+        raise StepsNotReady(one_line(str(failure))) from None
+
+    def compile_model(model):
+        try:
+            with lesson.learner_code("compiling BatchedGPT2LMHeadModel"):
+                return compile_batched_model(model)
+        except loading.LessonFailure as failure:
+            raise StepsNotReady(one_line(str(failure))) from None
+
+    return LessonCode(load_hf_weights, compile_model, choose_next_token, lesson.get("BatchedGPT2LMHeadModel"),
+                      lesson.get("BatchedKVCache"), lesson.get("run_rows"), lesson.get("stream_batched"))

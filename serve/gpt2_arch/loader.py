@@ -42,39 +42,39 @@ def hf_state_dict(weights: Any) -> dict[str, np.ndarray]:
 
 
 def course_code(steps_dir: str | None = None):
-    """(BatchedGPT2LMHeadModel, BatchedKVCache, compile) of the solutions or of steps_dir/step_15.py."""
+    """Lesson 15 (tools/generation.py's LessonCode) of the solutions or of steps_dir/step_15.py."""
     steps_dir = steps_dir or os.environ.get(STEPS_DIR_ENV)
     if steps_dir:
         from tools.steps import learner_batched_code
 
         return learner_batched_code(Path(steps_dir))
-    from solutions.solution_15 import BatchedGPT2LMHeadModel, BatchedKVCache
-    from tools.kv_engine import compile_batched_model
+    from tools.generation import reference_code
 
-    return BatchedGPT2LMHeadModel, BatchedKVCache, compile_batched_model
+    return reference_code(cache=True)
 
 
 def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int):
-    """(compiled model, an empty BatchedKVCache of max_batch_size slots of capacity tokens)."""
+    """(compiled model, an empty BatchedKVCache of max_batch_size slots of capacity tokens, run_rows)."""
     from tools.checkpoint import build_max_model, default_device_for, max_config
     from tools.steps import StepsNotReady
 
     start = time.perf_counter()
     config = max_config(hf_config)
     try:
-        BatchedGPT2LMHeadModel, BatchedKVCache, compile_model = course_code()
+        code = course_code()
         # CPU and float32, whatever MAX's defaults are; solution_12's load_hf_weights.
-        model = build_max_model(hf_state_dict(weights), config, model_class=BatchedGPT2LMHeadModel)
+        model = build_max_model(hf_state_dict(weights), config, code.load_hf_weights, model_class=code.model_class)
         loaded = time.perf_counter()
         with default_device_for(None):
-            compiled = compile_model(model)
-        # The OS gives a page of the buffers memory only when it is first written: the
-        # cache costs 72 KiB (at 124M) per token a request actually holds, not capacity x slots.
-        cache = BatchedKVCache(config, max_batch_size, capacity)
+            compiled = code.compile_model(model)
+        # The whole bill, slots x capacity x 72 KiB at 124M, is paid once the slots are used:
+        # numpy asks for 2 MB pages for arrays this large (madvise), and a page holds the
+        # first positions of several (layer, slot, head) rows, so early writes make it all resident.
+        cache = code.kv_cache(config, max_batch_size, capacity)
     except StepsNotReady as err:  # the learner's code: one line, then MAX stops
         raise RuntimeError(f"serve.py --steps: {err}") from None
     logger.info(
         "GPT-2 (%d layers, %d wide): weights loaded in %.1f s, compiled in %.1f s; %d slots of %d tokens",
         config.n_layer, config.n_embd, loaded - start, time.perf_counter() - loaded, max_batch_size, capacity,
     )
-    return compiled, cache
+    return compiled, cache, code.run_rows

@@ -50,10 +50,8 @@ class GPT2PipelineModel(PipelineModel[TextContext], KVCacheMixin):
         super().__init__(*args, **kwargs)  # calls calculate_max_seq_len and load_kv_manager
         if not self.devices[0].is_host:
             raise ValueError("the course's GPT-2 serves on the CPU only (--devices cpu)")
-        from solutions.solution_15 import run_rows
-
         slots = self.pipeline_config.max_batch_size or 1
-        compiled, cache = load_batched_model(self.huggingface_config, self.weights, slots, self.max_seq_len)
+        compiled, cache, run_rows = load_batched_model(self.huggingface_config, self.weights, slots, self.max_seq_len)
         self.runner = BatchedRunner(compiled, cache, run_rows)
         self.contexts: dict = {}  # request id -> context, for the trace
 
