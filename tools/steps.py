@@ -169,8 +169,6 @@ def learner_code(steps_dir: Path, cache: bool = True) -> LessonCode:
     step_15.py (compiled by tools/kv_engine.py) instead, once every function
     of those lessons runs. Raises StepsNotReady with a one-line message;
     step 15's suggest generate.py --no-cache, which needs only 12 and 13."""
-    from solutions.solution_13 import choose_next_token
-
     loading = _checker()
     code = {}
     for step, check in ((12, _check_step_12), (13, _check_step_13))[: 1 if cache else 2]:
