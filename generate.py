@@ -323,12 +323,17 @@ def run(argv, stdout, stdin=None) -> int:
             "all_tokens_per_second": round(all_rate, 2),
         }
         if args.compare:
-            label = f"prompt {index + 1} of {len(prompts)}: " if len(prompts) > 1 else ""
+            label = prompt_label(index, len(prompts))
             status |= compare(hf_model, tokenizer, ids, result["generated_ids"], args, eos, record, stdout, label)
         if args.json:
             stdout.write(json.dumps(record) + "\n")
     stdout.flush()
     return status
+
+
+def prompt_label(index: int, count: int) -> str:
+    """What a message about prompt index starts with: "prompt 2 of 3: " (nothing for one prompt)."""
+    return f"prompt {index + 1} of {count}: " if count > 1 else ""
 
 
 def open_checkpoint(args, prompts: list[str]):
@@ -344,7 +349,7 @@ def open_checkpoint(args, prompts: list[str]):
     tokenizer = ckpt.load_tokenizer(found)
     all_ids = []
     for index, prompt in enumerate(prompts):
-        which = f"prompt {index + 1} of {len(prompts)}: " if len(prompts) > 1 else ""
+        which = prompt_label(index, len(prompts))
         prompt_ids = [int(i) for i in tokenizer(prompt)["input_ids"]]
         if not prompt_ids:
             raise BadInput(f"{which}the prompt gives no tokens")
@@ -399,6 +404,13 @@ def generate(args, compiled, device, code, settings, seed, tokenizer, prompts, p
         tokens = generated[index]
         return len(tokens) == args.max_new_tokens or (bool(tokens) and tokens[-1] in eos)
 
+    def show_in_order(ready) -> None:
+        """With several prompts: print each ready one whose predecessors are printed."""
+        nonlocal shown
+        while several and shown < len(prompts) and ready(shown):
+            show(f"--- prompt {shown + 1} of {len(prompts)} ---\n{prompts[shown]}{decoders[shown].text()}\n")
+            shown += 1
+
     if not several:
         show(prompts[0])
     start = time.perf_counter()
@@ -414,13 +426,9 @@ def generate(args, compiled, device, code, settings, seed, tokenizer, prompts, p
             piece = decoders[index].push(token)
             if not several:
                 show(piece)
-            while several and shown < len(prompts) and finished(shown):  # print the finished ones, in order
-                show(f"--- prompt {shown + 1} of {len(prompts)} ---\n{prompts[shown]}{decoders[shown].text()}\n")
-                shown += 1
+            show_in_order(finished)
     seconds = time.perf_counter() - start
-    while several and shown < len(prompts):  # (every prompt is finished here; printed all the same if not)
-        show(f"--- prompt {shown + 1} of {len(prompts)} ---\n{prompts[shown]}{decoders[shown].text()}\n")
-        shown += 1
+    show_in_order(lambda index: True)  # (every prompt is finished here; printed all the same if not)
     if not several:
         show(decoders[0].flush() + "\n")
     results = []

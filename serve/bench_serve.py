@@ -32,8 +32,8 @@ import json
 import os
 import platform
 import signal
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,21 +81,18 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=120)
 
 
-def model_process_mb(proc: subprocess.Popen) -> float:
-    """The largest resident memory among MAX's processes (serve.py starts them
-    in a process group of their own): the model's process."""
-    ps = [line.split() for line in subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,rss="], capture_output=True,
-                                                  text=True).stdout.splitlines()]
-    groups = {pgid for pid, ppid, pgid, rss in ps if int(ppid) == proc.pid}
-    return max(int(rss) / 1024 for pid, ppid, pgid, rss in ps if pgid in groups)
-
-
 def model_pid(proc: subprocess.Popen) -> int:
-    """The pid of the largest of MAX's processes (the model's), as model_process_mb."""
+    """The model's process: the one with the largest resident memory among MAX's
+    processes (serve.py starts them in a process group of their own)."""
     ps = [list(map(int, line.split())) for line in subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,rss="],
                                                                    capture_output=True, text=True).stdout.splitlines()]
     groups = {pgid for pid, ppid, pgid, rss in ps if ppid == proc.pid}
     return max((rss, pid) for pid, ppid, pgid, rss in ps if pgid in groups)[1]
+
+
+def model_process_mb(proc: subprocess.Popen) -> float:
+    """The resident memory of the model's process, MB."""
+    return rss_mb(model_pid(proc))
 
 
 def rss_mb(pid: int) -> float:
