@@ -27,7 +27,10 @@ LESSONS = {
     13: "top-k and top-p (nucleus) sampling, stopping at end-of-text",
     14: "the KV cache: prefill once, then one token per step",
     15: "many sequences at once: one length per row, continuous batching",
+    16: "your first Mojo kernel: the decode step's matrix-vector product at memory speed",
 }
+# Lessons whose files include a folder beside step_NN.py (the judge copies it too).
+LESSON_FOLDERS = {16: "kernels_16"}
 STEPS = sorted(LESSONS)
 
 

@@ -188,24 +188,25 @@ def row_mistakes(hf, cache, ids, rows):
 PROMPTS, DECODE_STEPS, JOIN_AFTER, JOINER = (1, 7, 20), 4, 2, 4
 
 
-def check_rows(lesson, case, seed):
+def check_rows(lesson, case, seed, model_class="BatchedGPT2LMHeadModel", compile_model=None):
     """Three prompts prefilled alone into their slots, then decoded together;
     after JOIN_AFTER steps the middle one is freed and a new prompt takes its
     slot. Every row's logits at every step equal HuggingFace on that row alone.
-    Returns the HuggingFace twin and the compiled model."""
+    Returns the HuggingFace twin and the compiled model. Lesson 16 passes its
+    own model class and compile_model (tools/kv_engine.py's kernel engine)."""
     from solutions.solution_15 import BatchedKVCache
     from tools.kv_engine import compile_batched_model
 
-    model = construct(lesson, "BatchedGPT2LMHeadModel", case.max)
-    hf, model = lm_twins(case, seed, model, f"BatchedGPT2LMHeadModel [{case.label}]")
-    with lesson.learner_code("compiling BatchedGPT2LMHeadModel with tools/kv_engine.py"):
-        compiled = compile_batched_model(model)
+    model = construct(lesson, model_class, case.max)
+    hf, model = lm_twins(case, seed, model, f"{model_class} [{case.label}]")
+    with lesson.learner_code(f"compiling {model_class} with tools/kv_engine.py"):
+        compiled = (compile_model or compile_batched_model)(model)
     rng = np.random.default_rng(seed)
     cache = BatchedKVCache(case.max, SLOTS, max(PROMPTS) + DECODE_STEPS)
     fed = {}  # slot -> the chunks fed to it so far: its prompt, then one token per step
 
     def run(rows, ids, stage):
-        doing = (f"BatchedGPT2LMHeadModel [{case.label}], {stage}: rows {rows} holding "
+        doing = (f"{model_class} [{case.label}], {stage}: rows {rows} holding "
                  f"{cache.lengths[rows].tolist()} tokens, {ids.shape[1]} new each")
         mistakes = row_mistakes(hf, cache, ids, rows)
         with lesson.learner_code(doing):

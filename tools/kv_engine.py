@@ -27,6 +27,8 @@ tokens' keys and values, which KVCache.append writes into the buffers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,11 +77,12 @@ class BatchWindow(Module):
         return outputs
 
 
-def build_graph(module: Module, *input_types: TensorType) -> tuple[Graph, dict[str, Any]]:
+def build_graph(module: Module, *input_types: TensorType, custom_extensions: Sequence[Path] = ()) -> tuple[Graph, dict[str, Any]]:
     """What Module.compile does before it loads: trace module with its
-    parameters as named external weights. Returns (graph, weights by name)."""
+    parameters as named external weights. Returns (graph, weights by name).
+    custom_extensions: Mojo packages whose ops the module calls (lesson 16)."""
     weights = dict(module.parameters)
-    with Graph(type(module).__name__, input_types=input_types) as graph:
+    with Graph(type(module).__name__, input_types=input_types, custom_extensions=list(custom_extensions)) as graph:
         inputs = [Tensor(value=value.tensor) for value in graph.inputs]
         module.apply_to_parameters(lambda name, t: F.constant_external(name, t.type))
         try:
@@ -174,11 +177,11 @@ class CompiledBatchedModel(CompiledCachedModel):
     window = BatchWindow
 
     @staticmethod
-    def input_types(config) -> list[TensorType]:
+    def input_types(config, seq: int | str = "seq") -> list[TensorType]:
         cpu, head_dim = DeviceRef.CPU(), config.n_embd // config.n_head
         buffer = TensorType(DType.float32, [config.n_layer, "slots", config.n_head, "capacity", head_dim], device=cpu)
         return [
-            TensorType(DType.int64, ["batch", "seq"], device=cpu),  # the new tokens of some rows
+            TensorType(DType.int64, ["batch", seq], device=cpu),  # the new tokens of some rows
             buffer,  # keys
             buffer,  # values
             TensorType(DType.int64, ["batch"], device=cpu),  # which slots they belong to
@@ -200,7 +203,7 @@ class CompiledBatchedModel(CompiledCachedModel):
             raise ValueError(
                 f"the cache is full: {lengths.max()} cached + {ids.shape[1]} new tokens > capacity {capacity}"
             )
-        outputs = self.engine_model.execute(
+        outputs = self._execute(
             driver.Tensor.from_numpy(ids),
             driver.Tensor.from_numpy(self._float32(cache.keys)),
             driver.Tensor.from_numpy(self._float32(cache.values)),
@@ -209,6 +212,45 @@ class CompiledBatchedModel(CompiledCachedModel):
         )
         logits, keys, values = (np.from_dlpack(t) for t in outputs)
         return logits, keys, values
+
+    def _execute(self, *inputs: Any) -> list:
+        return self.engine_model.execute(*inputs)
+
+
+class CompiledKernelModel(CompiledBatchedModel):
+    """Lesson 16: lesson 15's engine with two graphs over one copy of the weights.
+
+    A decode step (one new token per row) runs a graph traced with seq = 1,
+    in which every KernelLinear calls the Mojo kernel; a prefill runs the
+    graph for any seq, in which they keep MAX's matmul (the LM head, which
+    sees one token per row there too, calls the kernel in both). Called
+    like CompiledBatchedModel: (input_ids, cache, rows) -> (logits, keys, values).
+    """
+
+    def __init__(self, model: Module, kernels: Path, *, num_threads: int | None = None):
+        from tools.mojo_package import build_package
+
+        package = build_package(kernels)
+        self.config = model.config
+        if model.lm_head.weight.device.label != "cpu":
+            raise NotImplementedError("the Mojo kernel of lesson 16 runs on the CPU only")
+        prefill, weights = build_graph(self.window(model), *self.input_types(model.config), custom_extensions=[package])
+        decode, _ = build_graph(self.window(model), *self.input_types(model.config, seq=1), custom_extensions=[package])
+        share_tied_head(weights, "model.lm_head.weight", "model.transformer.wte.weight")
+        self.session = InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
+        self.engine_model = self.session.load(prefill, weights_registry=weights)
+        self.decode_model = self.session.load(decode, weights_registry=weights)
+        self.weights = weights  # both graphs read these arrays in place: keep them alive
+        CompiledCachedModel.graphs_compiled += 2
+
+    def _execute(self, *inputs: Any) -> list:
+        one_token = inputs[0].shape[1] == 1
+        return (self.decode_model if one_token else self.engine_model).execute(*inputs)
+
+
+def compile_kernel_model(model: Module, kernels: Path, *, num_threads: int | None = None) -> CompiledKernelModel:
+    """Compile a KernelGPT2LMHeadModel (weights loaded) with the Mojo package in the folder kernels."""
+    return CompiledKernelModel(model, Path(kernels), num_threads=num_threads)
 
 
 def compile_batched_model(model: Module, *, num_threads: int | None = None) -> CompiledBatchedModel:
