@@ -13,6 +13,9 @@ It decodes with the KV cache by default, through lesson 15's loop
 (stream_batched): each prompt goes through the model once, then one model
 call per step runs the newest token of every unfinished prompt, up to
 --max-batch-size prompts at a time, so they share one read of the weights.
+The decode steps run lesson 16's Mojo kernel in place of MAX's matmul
+when it builds here (the `mojo` compiler comes with max; the first run
+builds it, later runs reuse it); --no-kernel takes lesson 15's graph.
 --no-cache takes lesson 12's path instead: the whole sequence through the
 model for every token, one prompt after the other (slower; the same numbers
 to float32 rounding, so the same tokens unless two logits are within
@@ -78,6 +81,9 @@ def build_parser() -> OneLineParser:
     where.add_argument("--no-cache", action="store_true",
                        help="lesson 12's path: run the whole sequence through the model for every new token "
                        "(default: off, i.e. lesson 15's KV cache: each prompt once, then one token per step)")
+    where.add_argument("--no-kernel", action="store_true",
+                       help="decode without lesson 16's Mojo kernel: lesson 15's graph, MAX's matmul (default: off, "
+                       "i.e. the kernel in every decode step when it builds here; without it, a note and lesson 15)")
     where.add_argument("--steps", action="store_true",
                        help="use YOUR steps/step_12.py (loading) and step_15.py (the cache, the model and "
                        "the loop), or step_12.py and step_13.py with --no-cache, instead of the solutions "
@@ -295,7 +301,7 @@ def run(argv, stdout, stdin=None) -> int:
         (f"{len(results)} prompts, " if len(results) > 1 else "")
         + f"{made} new tokens in {seconds:.2f} s: {all_rate:.1f} tokens/s, first token after {first:.2f} s; "
         f"loading {loaded['seconds']:.1f} s, compiling {compiled_in['seconds']:.1f} s"
-        + ("; KV cache" if code.cached else "; no cache")
+        + f"; {code.path}"
         + (f"; seed {seed}" + (f" (prompt i: {seed} + i)" if len(results) > 1 else "") if args.do_sample else "")
         + ("; stopped at end-of-text" if len(results) == 1 and results[0]["finish_reason"] == "eos" else "")
         + "\n"
@@ -311,6 +317,7 @@ def run(argv, stdout, stdin=None) -> int:
             "text": result["text"],
             "finish_reason": result["finish_reason"],
             "kv_cache": code.cached,
+            "kernel": code.kernel,
             "do_sample": args.do_sample,
             "temperature": args.temperature if args.do_sample else None,
             "top_k": args.top_k if args.do_sample else None,
@@ -369,13 +376,25 @@ def open_checkpoint(args, prompts: list[str]):
     return found, config, tokenizer, all_ids, eos
 
 
+def kernel_wanted(args) -> bool:
+    """Lesson 16's kernel, unless --no-kernel or --no-cache, or it does not build here (then a note says why)."""
+    if args.no_kernel or args.no_cache:
+        return False
+    from tools.generation import kernel_problem
+
+    problem = kernel_problem()
+    if problem:
+        sys.stderr.write(f"note: decoding without lesson 16's Mojo kernel: {problem}\n")
+    return problem is None
+
+
 def lesson_code(args):
     """The learner's lesson code (checked for open TODOs first) or the solutions',
     with lesson 15's KV cache and loop unless --no-cache."""
     from tools.generation import reference_code
 
     if not (args.steps or args.steps_dir is not None):
-        return reference_code(cache=not args.no_cache)
+        return reference_code(cache=not args.no_cache, kernel=kernel_wanted(args))
     from tools.steps import learner_code
 
     return learner_code(args.steps_dir or REPO / "steps", cache=not args.no_cache)

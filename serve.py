@@ -55,6 +55,9 @@ def build_parser() -> OneLineParser:
                    help="serve YOUR steps/step_15.py instead of solutions/ (refused while a TODO is open)")
     p.add_argument("--steps-dir", type=Path, default=None, metavar="DIR",
                    help="for maintainers and tests: read step_15.py from DIR (implies --steps)")
+    p.add_argument("--no-kernel", action="store_true",
+                   help="decode without lesson 16's Mojo kernel (lesson 15's graph); by default the kernel runs "
+                   "in every decode step when it builds here (with --steps: lesson 15, always)")
     p.add_argument("--max-batch-size", type=int, default=8, metavar="N",
                    help="requests MAX handles together (default: 8; MAX's own default on a CPU is 1)")
     p.add_argument("--max-length", type=int, default=None, metavar="N",
@@ -115,6 +118,14 @@ def max_serve_command(args, found, config) -> tuple[list[str], dict]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if args.steps or args.steps_dir:
         env["GPT2_SERVE_STEPS_DIR"] = str((args.steps_dir or REPO / "steps").resolve())
+    elif not args.no_kernel:
+        from tools.generation import kernel_problem
+
+        problem = kernel_problem()  # built here, once, before MAX starts the model's process
+        if problem:
+            print(f"note: serving without lesson 16's Mojo kernel: {problem}", file=sys.stderr)
+        else:
+            env["GPT2_SERVE_KERNEL"] = "1"
     if args.trace:
         env["GPT2_SERVE_TRACE"] = str(args.trace.resolve())
     return command, env

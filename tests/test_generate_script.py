@@ -160,12 +160,14 @@ def test_help_shows_every_option_its_default_and_the_context_limit():
     assert "--max-batch-size" in text and "(default: 8)" in text
 
 
-@pytest.mark.parametrize("path", [(), ("--no-cache",)], ids=["kv-cache", "no-cache"])
+@pytest.mark.parametrize("path", [(), ("--no-kernel",), ("--no-cache",)], ids=["kernel", "kv-cache", "no-cache"])
 def test_greedy_json_matches_huggingface_generate(model_dir, tokenizer, path):
+    """The default (KV cache, lesson 16's kernel in the decode steps), lesson 15's graph, lesson 12's path."""
     record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 24, "--greedy", *path)
     prompt_ids = tokenizer(PROMPT)["input_ids"]
     expected = hf_greedy(model_dir, prompt_ids, 24, eos=tokenizer.eos_token_id)
-    assert record["kv_cache"] == (not path)
+    assert record["kv_cache"] == (path != ("--no-cache",))
+    assert record["kernel"] == (not path)
     assert record["prompt_ids"] == prompt_ids
     assert record["generated_ids"] == expected
     assert record["text"] == tokenizer.decode(expected, skip_special_tokens=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.catalogue import PASS, VARIANTS, Variant
-from tests.lessons import STEPS, skeleton_path, solution_path
+from tests.lessons import LESSON_FOLDERS, STEPS, skeleton_path, solution_path
 from tests.loading import OPEN_TODO, Lesson, LessonFailure
 
 
@@ -37,9 +37,25 @@ def first_failure(step: int, path: Path) -> str | None:
     return None
 
 
+def with_folder(tmp_path: Path, step: int, origin: Path) -> None:
+    """A lesson's own folder (tests/lessons.py LESSON_FOLDERS), copied beside its file."""
+    if step in LESSON_FOLDERS:
+        shutil.copytree(origin.parent / LESSON_FOLDERS[step], tmp_path / LESSON_FOLDERS[step])
+
+
 def as_step(tmp_path: Path, step: int, source: str) -> Path:
     path = tmp_path / f"step_{step:02d}.py"
     path.write_text(source)
+    with_folder(tmp_path, step, solution_path(step))
+    return path
+
+
+def variant_as_step(tmp_path: Path, variant: Variant) -> Path:
+    """The solution with the variant's edits, in whichever of the lesson's files they are."""
+    if not variant.file:
+        return as_step(tmp_path, variant.step, variant.source())
+    path = as_step(tmp_path, variant.step, solution_path(variant.step).read_text())
+    (tmp_path / variant.file).write_text(variant.source())
     return path
 
 
@@ -47,6 +63,7 @@ def as_step(tmp_path: Path, step: int, source: str) -> Path:
 def test_untouched_skeleton_reports_an_open_todo(step, tmp_path):
     path = tmp_path / f"step_{step:02d}.py"
     shutil.copy(skeleton_path(step), path)
+    with_folder(tmp_path, step, skeleton_path(step))
     message = first_failure(step, path)
     assert message is not None, f"the skeleton of step {step:02d} passed its own check"
     assert OPEN_TODO in message, f"the skeleton's failure does not name an open TODO:\n{message}"
@@ -61,7 +78,7 @@ def test_solution_in_place_of_the_skeleton_passes(step, tmp_path):
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.id)
 def test_catalogue(variant: Variant, tmp_path):
-    message = first_failure(variant.step, as_step(tmp_path, variant.step, variant.source()))
+    message = first_failure(variant.step, variant_as_step(tmp_path, variant))
     if variant.expect is PASS:
         assert message is None, f"correct code written another way failed:\n{message}"
     else:

@@ -314,7 +314,7 @@ def test_every_skeleton_imports_what_it_uses_and_hints_the_rest():
         skeleton = ast.parse(source)
         solution = ast.parse(solution_path(step).read_text())
         given, used = imported_names(skeleton), used_names(skeleton)
-        unknown = used - set(given) - defined_names(skeleton) - set(dir(builtins))
+        unknown = used - set(given) - defined_names(skeleton) - set(dir(builtins)) - {"__file__", "__name__"}
         assert not unknown, f"steps/step_{step:02d}.py uses {sorted(unknown)} without importing them"
         gifts = set(given) - used
         assert not gifts, f"steps/step_{step:02d}.py imports {sorted(gifts)}, which only the learner's code uses"

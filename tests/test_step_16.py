@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.lessons import REPO
-from tests.loading import construct, fail, shown
+from tests.loading import OPEN_TODO, fail, shown
 from tests.parity import assert_close
 from tests.twins import FULL_CONFIG, SMALL_CONFIGS, cases, hf_generate
 
@@ -49,6 +49,7 @@ ODD_SHAPES = {  # K not a multiple of the SIMD width, N not a multiple of the ro
 SHAPES = {**GPT2_SHAPES, **ODD_SHAPES}
 PROBE_SECONDS = 600
 SIMD_WIDTHS = (4, 8, 16)  # float32 lanes: NEON, AVX2, AVX-512
+ROWS_TRIED = (2, 4, 8, 16)  # rows of W per block that a learner may choose
 
 
 # --- building the kernel -------------------------------------------------------------
@@ -63,13 +64,13 @@ def kernel_folder(lesson) -> Path:
     return folder
 
 
-def open_mojo_todos(folder: Path) -> list[str]:
-    """file:line of each placeholder `pass` the skeleton left in the Mojo sources."""
-    found = []
+def open_mojo_todos(folder: Path) -> dict[str, list[int]]:
+    """The lines of each placeholder `pass` the skeleton left in the Mojo sources, by file."""
+    found = {}
     for path in sorted(folder.rglob("*.mojo")):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip() == "pass":
-                found.append(f"{shown(path)}:{number}")
+        lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip() == "pass"]
+        if lines:
+            found[shown(path)] = lines
     return found
 
 
@@ -78,10 +79,9 @@ def kernel_package(lesson) -> Path:
     from tools.mojo_package import MojoBuildError, build_package
 
     folder = kernel_folder(lesson)
-    todos = open_mojo_todos(folder)
-    if todos:
-        lesson.fail_open_todo(f"the kernel still has placeholders (`pass`) at {', '.join(todos)}. "
-                              "Replace each with the code its # TODO asks for.")
+    for path, lines in open_mojo_todos(folder).items():
+        fail(f"{OPEN_TODO} in {path}: the placeholder `pass` at line{'s' * (len(lines) > 1)} "
+             f"{', '.join(map(str, lines))}. Replace each with the code its # TODO asks for.")
     try:
         return build_package(folder)
     except MojoBuildError as err:
@@ -142,6 +142,32 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
             raise ValueError("no tail")
         return x64[:, :kept] @ w64[:, :kept].T
 
+    def per_block(rows: int, of_block):
+        """The blocks of `rows` rows computed as of_block(first row, rows) says; the N % rows rows left over right."""
+        blocks = n // rows
+        if blocks == 0 or rows == 1:
+            raise ValueError("no blocks")
+        out = want.copy()
+        for b in range(blocks):
+            out[:, b * rows : (b + 1) * rows] = of_block(b, rows)
+        return out
+
+    def some_rows(of_block):
+        for rows in ROWS_TRIED:
+            try:
+                replay = per_block(rows, of_block)
+            except (ValueError, IndexError):
+                continue
+            if np.allclose(actual, replay, rtol=1e-4, atol=1e-3):
+                return replay
+        raise ValueError("no block size gives it")
+
+    def block_index_as_row(b, rows):  # W's rows b, b+1, ... instead of b * rows, b * rows + 1, ...
+        return x64 @ w64[b : b + rows].T
+
+    def sums_carried_within_block(b, rows):  # one running total for all the rows of a block
+        return np.cumsum(want[:, b * rows : (b + 1) * rows], axis=1)
+
     wrong_columns = np.flatnonzero(~right_columns)
     tail_only = wrong_columns.size > 0 and wrong_columns.min() >= n - 15 and np.array_equal(
         wrong_columns, np.arange(wrong_columns.min(), n))
@@ -151,13 +177,19 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
                                                        if np.allclose(actual, k_tail(width), rtol=1e-4, atol=1e-3)),
         "W is read as [K, N] (HuggingFace's Conv1D layout), but MAX's Linear keeps it as [N, K]: row n of W "
         "starts at n * K.": lambda: x64 @ w.reshape(k, n).astype(np.float64),
+        "the rows of a block are read from W's row b (the block's index), not n = b * ROWS: the block's "
+        "first row starts at n * K.": lambda: some_rows(block_index_as_row),
+        "one running total is shared by the rows of a block: row r's total must start from row r's own "
+        "accumulator (var total = acc[r].reduce_add() inside the loop over r).":
+            lambda: some_rows(sums_carried_within_block),
         "the sums carry over from one token to the next: start every row's accumulators at 0 for each token m "
         "(declare them inside the loop over m).": lambda: np.cumsum(want, axis=0),
         f"the last rows of W (N = {n} is not a multiple of ROWS) are never computed: after the blocks, compute "
         "the N % ROWS rows left over, one at a time.": lambda: when(tail_only),
         "some blocks of rows of W are never computed while the others are right: the workers' ranges must "
         "cover every block (round the blocks per worker up: (blocks + workers - 1) // workers).":
-            lambda: when(wrong_columns.size > 0 and not tail_only and right_columns.any()),
+            lambda: when(wrong_columns.size > 0 and not tail_only and right_columns.any()
+                         and not right[:, wrong_columns].any()),
         "only the first token is computed: loop over all M rows of x (x's row m starts at m * K, the "
         "output's at m * N).": lambda: when(m > 1 and right_rows[0] and not right_rows[1:].any()),
     }
@@ -189,6 +221,26 @@ def compile_with_kernel(module, package: Path, *input_types):
     return graph, model
 
 
+def check_use_kernel(lesson, kernel_linear) -> None:
+    """use_kernel on a Linear two levels down: it becomes a KernelLinear with its weights, and the model comes back."""
+    from max.nn.module_v3 import Linear, Sequential
+
+    inner = Linear(4, 3, bias=True)
+    model = Sequential(Sequential(inner))
+    weight = np.from_dlpack(inner.weight).copy()
+    doing = "use_kernel(Sequential(Sequential(Linear(4, 3))))"
+    returned = lesson.call(doing, lesson.get("use_kernel"), model)
+    if returned is not model:
+        fail(f"{doing} returned {type(returned).__name__}, not the model it was given: return model.")
+    if type(inner) is not kernel_linear:
+        fail(f"after {doing}, the Linear inside is a {type(inner).__name__}, not a KernelLinear.\nLikely cause: "
+             "use_kernel does not reach every Linear: walk model.descendants (every module inside, at any "
+             "depth), not only the model's own children, and set each Linear's __class__ to KernelLinear.")
+    if not np.array_equal(np.from_dlpack(inner.weight), weight):
+        fail(f"after {doing}, the Linear's weight changed: swap its class (layer.__class__ = KernelLinear) "
+             "and keep its weights.")
+
+
 def test_kernel_linear(lesson):
     """KernelLinear(37, 13) on [batch, 1, 37] and [batch, 37] (the kernel) and [batch, seq, 37]
     (a prefill: MAX's matmul), all in one graph, against x @ W.T + b."""
@@ -200,6 +252,7 @@ def test_kernel_linear(lesson):
 
     package = kernel_package(lesson)
     kernel_linear = lesson.get("KernelLinear")
+    check_use_kernel(lesson, kernel_linear)
     with lesson.learner_code("KernelLinear(37, 13, bias=True)"):
         layer = kernel_linear(37, 13, bias=True)
     rng = np.random.default_rng(SEED)
@@ -207,11 +260,18 @@ def test_kernel_linear(lesson):
     bias = rng.standard_normal(13, dtype=np.float32)
     load_weights(layer, {"weight": weight, "bias": bias}, "KernelLinear(37, 13)")
 
+    one_token = lesson.get("one_token_per_row")
+
     class ThreeWays(Module):
         def __init__(self, layer):
             self.layer = layer
 
         def __call__(self, decode, rows, prefill):
+            said = [lesson.call(f"one_token_per_row(x {shape})", one_token, x) for shape, x in
+                    (("[batch, 1, 37]", decode), ("[batch, 37]", rows), ("[batch, seq, 37]", prefill))]
+            if [bool(s) for s in said] != [True, True, False]:
+                fail(f"one_token_per_row says {said} for x [batch, 1, 37], [batch, 37] and [batch, seq, 37]; "
+                     "it must say True, True, False: one token per row is rank 2, or rank 3 with the static 1.")
             return self.layer(decode), self.layer(rows), self.layer(prefill)
 
     cpu = DeviceRef.CPU()
@@ -249,11 +309,19 @@ def compile_kernel(lesson):
 
 
 def test_every_row_matches_huggingface(lesson):
+    """The small config: every row at every step against HuggingFace; every Linear of a decode step calls the kernel."""
     from tests.test_step_15 import check_rows
 
     compile_model = compile_kernel(lesson)
     for case in cases(SMALL_CONFIGS)[:1]:
-        check_rows(lesson, case, seed=SEED, model_class="KernelGPT2LMHeadModel", compile_model=compile_model)
+        _, compiled = check_rows(lesson, case, seed=SEED, model_class="KernelGPT2LMHeadModel",
+                                 compile_model=compile_model)
+        linears = 4 * case.max.n_layer + 1  # c_attn, attn.c_proj, c_fc, mlp.c_proj per block; lm_head
+        if compiled.kernel_calls != linears:
+            fail(f"KernelGPT2LMHeadModel [{case.label}]: a decode step calls the Mojo op {compiled.kernel_calls} "
+                 f"times, but the model has {linears} Linears (4 per block and the LM head): the others still run "
+                 "MAX's matmul.\nLikely cause: use_kernel does not reach every Linear: walk model.descendants "
+                 "(every module inside, at any depth), not only the model's own children.")
 
 
 def test_gpt2_124m_with_the_kernel(lesson):

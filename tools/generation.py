@@ -95,14 +95,45 @@ class LessonCode:
     kv_cache: Callable | None = None
     run_rows: Callable | None = None
     stream_batched: Callable | None = None
+    kernel: bool = False  # lesson 16's Mojo kernel on the decode path
 
     @property
     def cached(self) -> bool:
         return self.stream_batched is not None
 
+    @property
+    def path(self) -> str:
+        """The path in a few words, for the commands' reports."""
+        if not self.cached:
+            return "no cache"
+        return "KV cache, Mojo kernel" if self.kernel else "KV cache"
 
-def reference_code(cache: bool = True) -> LessonCode:
-    """solutions/solution_12.py and solution_13.py, and with cache solution_15.py."""
+
+def kernel_problem() -> str | None:
+    """Why lesson 16's kernel (solutions/kernels_16) cannot be built here, or None when it is built."""
+    from solutions.solution_16 import KERNELS
+    from tools.mojo_package import MojoBuildError, build_package
+
+    try:
+        build_package(KERNELS)
+    except MojoBuildError as err:
+        return str(err).splitlines()[0]
+    return None
+
+
+def with_kernel(code: LessonCode, kernels: Any, model_class: Callable) -> LessonCode:
+    """Lesson 15's code with lesson 16's model class, its Mojo package in the folder kernels."""
+    from tools.kv_engine import compile_kernel_model
+
+    def compile_model(model, **options):
+        return compile_kernel_model(model, kernels, **options)
+
+    return replace(code, compile_model=compile_model, model_class=model_class, kernel=True)
+
+
+def reference_code(cache: bool = True, kernel: bool = False) -> LessonCode:
+    """solutions/solution_12.py and solution_13.py, with cache solution_15.py,
+    and with kernel too solution_16.py (the caller checks kernel_problem() first)."""
     from solutions import solution_12, solution_13
 
     code = LessonCode(solution_12.load_hf_weights, solution_12.compile_model, solution_13.choose_next_token)
@@ -111,7 +142,7 @@ def reference_code(cache: bool = True) -> LessonCode:
     from solutions import solution_15
     from tools.kv_engine import compile_batched_model
 
-    return replace(
+    code = replace(
         code,
         compile_model=compile_batched_model,
         model_class=solution_15.BatchedGPT2LMHeadModel,
@@ -119,6 +150,11 @@ def reference_code(cache: bool = True) -> LessonCode:
         run_rows=solution_15.run_rows,
         stream_batched=solution_15.stream_batched,
     )
+    if not kernel:
+        return code
+    from solutions import solution_16
+
+    return with_kernel(code, solution_16.KERNELS, solution_16.KernelGPT2LMHeadModel)
 
 
 def token_chooser(settings: Sampling, rng: np.random.Generator, code: LessonCode) -> Callable[[np.ndarray], int]:

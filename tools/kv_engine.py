@@ -241,6 +241,7 @@ class CompiledKernelModel(CompiledBatchedModel):
         self.engine_model = self.session.load(prefill, weights_registry=weights)
         self.decode_model = self.session.load(decode, weights_registry=weights)
         self.weights = weights  # both graphs read these arrays in place: keep them alive
+        self.kernel_calls = str(decode).count('"gpt2_matvec"')  # calls of the op in one decode step
         CompiledCachedModel.graphs_compiled += 2
 
     def _execute(self, *inputs: Any) -> list:

@@ -1,6 +1,7 @@
 """Lesson 15's batched GPT-2, built from the checkpoint MAX opened and compiled.
 
-Which code builds it: solutions/solution_15.py, or, when serve.py --steps
+Which code builds it: solutions/solution_15.py (with lesson 16's Mojo
+kernel in the decode steps when serve.py set GPT2_SERVE_KERNEL), or, when serve.py --steps
 set GPT2_SERVE_STEPS_DIR (max serve passes its environment on to the
 process that runs the model), the learner's step_15.py in that folder.
 Either way tools/checkpoint.py's build_max_model puts the weights in (with
@@ -24,6 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # solutions/ and tools/
 
 STEPS_DIR_ENV = "GPT2_SERVE_STEPS_DIR"
+KERNEL_ENV = "GPT2_SERVE_KERNEL"  # "1": lesson 16's Mojo kernel in the decode steps (serve.py checked it builds)
 logger = logging.getLogger("max.pipelines")
 
 
@@ -50,7 +52,7 @@ def course_code(steps_dir: str | None = None):
         return learner_batched_code(Path(steps_dir))
     from tools.generation import reference_code
 
-    return reference_code(cache=True)
+    return reference_code(cache=True, kernel=os.environ.get(KERNEL_ENV) == "1")
 
 
 def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int):
@@ -74,7 +76,8 @@ def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capaci
     except StepsNotReady as err:  # the learner's code: one line, then MAX stops
         raise RuntimeError(f"serve.py --steps: {err}") from None
     logger.info(
-        "GPT-2 (%d layers, %d wide): weights loaded in %.1f s, compiled in %.1f s; %d slots of %d tokens",
+        "GPT-2 (%d layers, %d wide): weights loaded in %.1f s, compiled in %.1f s; %d slots of %d tokens; %s",
         config.n_layer, config.n_embd, loaded - start, time.perf_counter() - loaded, max_batch_size, capacity,
+        code.path,
     )
     return compiled, cache, code.run_rows
