@@ -12,16 +12,26 @@ threads for torch and MAX:
     second run mostly loads them);
   - one forward pass over 16, 64 and 256 tokens: MAX (solution_12.compile_model,
     which returns the last position's logits) against HuggingFace
-    GPT2LMHeadModel (all positions' logits);
+    GPT2LMHeadModel asked for the last position's logits only
+    (logits_to_keep=1), so both do the same work;
   - greedy generation of 64 and 256 new tokens after a 16-token prompt, never
     stopping at end-of-text: MAX without a cache (solution_13.generate_tokens,
     the whole sequence at every step), MAX with the KV cache
-    (solution_14.generate_tokens_cached) and HuggingFace generate() with its
-    cache: tokens/s over the whole call and decode ms per token (the median
-    step). All three must choose the same tokens, or no speed is reported;
+    (solution_14.generate_tokens_cached), MAX with lesson 16's Mojo kernel in
+    its decode steps (lesson 15's loop, tools/kv_engine.py's kernel engine;
+    left out with --no-kernel, or when it does not build here, which the
+    report says) and HuggingFace generate() with its cache: tokens/s over
+    the whole call and decode ms per token (the median step). All must
+    choose the same tokens, or no speed is reported. The top-level figures
+    (decode_ms_per_token, generate_speedup_vs_hf) are those of the default
+    path, the one generate.py runs: the kernel's when it is built;
   - the memory-bandwidth floor of a decode step: the bytes it must read (every
-    weight once; the LM head is wte, counted once) over the bandwidth of a
-    large torch.sum measured here;
+    weight once; the LM head is wte, counted once) over the best read
+    bandwidth measured here (a large torch.sum at 1, 2, --threads and all
+    cores; the most of them, its thread count stated), and decode_vs_floor,
+    the default path's decode step over that floor;
+  - llama.cpp, an optional peer: the report says whether llama-cpp-python is
+    installed (the course's set-up does not build it);
   - peak memory (VmHWM) of a separate process generating 512 tokens with the
     cache, against its peak after the first 32 (the limit is 10 % more);
   - many sequences at once (lesson 15, solution_15.stream_batched): the time
@@ -110,6 +120,9 @@ def build_parser() -> OneLineParser:
                    help=f"batch sizes of the batched decode (lesson 15) {default('batch_sizes')}")
     p.add_argument("--batch-new-tokens", type=int, metavar="N",
                    help=f"new tokens per row in the batched decode, >= 3 {default('batch_new_tokens')}")
+    p.add_argument("--no-kernel", action="store_true",
+                   help="leave out lesson 16's Mojo kernel (by default it runs beside lesson 14's path when it "
+                   "builds here, and is the default path the top-level figures report)")
     p.add_argument("--json", action="store_true",
                    help="also print every figure as one JSON object, the last stdout line")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)  # the memory check's own process
@@ -439,7 +452,7 @@ def bench_forward(args, compiled, hf) -> tuple[dict, list[tuple[float, float]]]:
         log(f"forward pass over {length} tokens")
         runs = interleaved({
             "max": lambda: (np.from_dlpack(compiled(Tensor.from_dlpack(ids)))[:, -1], []),
-            "hf": lambda: (hf(torch.from_numpy(ids)).logits[:, -1].numpy(), []),
+            "hf": lambda: (hf(torch.from_numpy(ids), logits_to_keep=1).logits[:, -1].numpy(), []),
         }, args.repeats, args.idle_wait, check)
         max_ms, hf_ms = (1e3 * median(r.seconds for r in runs[name]) for name in ("max", "hf"))
         results[str(length)] = {"max_ms": max_ms, "hf_ms": hf_ms, "speedup_vs_hf": hf_ms / max_ms,
@@ -448,11 +461,12 @@ def bench_forward(args, compiled, hf) -> tuple[dict, list[tuple[float, float]]]:
     return results, shares
 
 
-def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, float]], float]:
+def bench_generate(args, compiled, cached, hf, kernel=None) -> tuple[dict, list[tuple[float, float]], float]:
     import numpy as np
 
     from solutions.solution_13 import generate_tokens
     from solutions.solution_14 import generate_tokens_cached
+    from solutions.solution_15 import generate_batched
 
     prompt = np.random.default_rng(SEED + 1).integers(0, hf.config.vocab_size, (1, args.prompt_tokens), dtype=np.int64)
 
@@ -464,8 +478,15 @@ def bench_generate(args, compiled, cached, hf) -> tuple[dict, list[tuple[float, 
         model = Stamped(cached)
         return generate_tokens_cached(model, prompt, n, do_sample=False), model.stamps
 
+    def with_kernel(n):  # lesson 16: lesson 15's loop, the Mojo kernel in its decode steps
+        model = Stamped(kernel)
+        ids = generate_batched(model, [prompt[0]], n, do_sample=False, max_batch_size=1)[0]  # prompt + new tokens
+        return np.asarray(ids)[None], model.stamps
+
     contenders = {"max_kv_cache": with_cache, "max_no_cache": no_cache,
                   "hf_cache": lambda n: hf_generate(hf, prompt, n)}
+    if kernel is not None:
+        contenders = {"max_kernel": with_kernel, **contenders}
     for generate in contenders.values():
         generate(2)  # warm-up
     results, shares = {}, []
@@ -613,13 +634,30 @@ def bench(args) -> dict:
     batched = compile_batched_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), num_threads=args.threads)
     stamps.append(time.perf_counter())
     compile_seconds = dict(zip(("max_no_cache", "max_kv_cache", "max_batched"), (b - a for a, b in zip(stamps, stamps[1:]))))
+    kernel, kernel_state = None, "left out (--no-kernel)"
+    if not args.no_kernel:
+        from solutions.solution_16 import KERNELS, KernelGPT2LMHeadModel
+        from tools.generation import kernel_problem
+        from tools.kv_engine import compile_kernel_model
+
+        problem = kernel_problem()
+        kernel_state = f"not built: {problem}" if problem else True
+        if problem is None:
+            log("compiling the Mojo kernel's model (lesson 16: a prefill graph and a decode graph)")
+            start = time.perf_counter()
+            kernel = compile_kernel_model(build_max(KernelGPT2LMHeadModel, args.overrides, hf), KERNELS,
+                                          num_threads=args.threads)
+            compile_seconds["max_kernel"] = time.perf_counter() - start
+        else:
+            log(f"lesson 16's kernel {kernel_state}")
     forward, forward_shares = bench_forward(args, compiled, hf)
-    generate, generate_shares, logit_gap = bench_generate(args, compiled, cached, hf)
+    generate, generate_shares, logit_gap = bench_generate(args, compiled, cached, hf, kernel)
     batches, batch_shares = bench_batches(args, batched, cached)
 
     log("bandwidth")
     wait_until_idle(args.idle_wait)
-    bandwidth = bandwidth_gb_s(sorted({1, args.threads}), args.bandwidth_mib)
+    bandwidth = bandwidth_gb_s(sorted({1, 2, args.threads, os.cpu_count() or 1}), args.bandwidth_mib)
+    best_threads = max(bandwidth, key=bandwidth.get)  # the floor is taken at the best bandwidth measured
     nbytes = decode_bytes(cached_model)
     floor_ms = {t: 1e3 * nbytes / (gb * 1e9) for t, gb in bandwidth.items()}
     log(f"memory: a separate process generates {args.memory_tokens} tokens")
@@ -627,7 +665,8 @@ def bench(args) -> dict:
     memory["bench_peak_mb"] = vm_mb("VmHWM")
 
     longest = str(max(args.new_tokens))
-    kv = generate[longest]["max_kv_cache"]
+    default_path = "max_kernel" if kernel is not None else "max_kv_cache"  # what generate.py runs by default
+    kv = generate[longest][default_path]
     others = forward_shares + generate_shares + batch_shares
     config = model.config
     return {
@@ -648,25 +687,43 @@ def bench(args) -> dict:
         "generate_new_tokens": int(longest),
         "generate_speedup_vs_hf": kv["tokens_per_s"] / generate[longest]["hf_cache"]["tokens_per_s"],
         "decode_ms_per_token": kv["decode_ms_per_token"],
+        "default_path": default_path,
+        "kernel": kernel_state,
+        "decode_ms_per_token_kernel": generate[longest]["max_kernel"]["decode_ms_per_token"] if kernel else None,
+        "decode_ms_per_token_no_kernel": generate[longest]["max_kv_cache"]["decode_ms_per_token"],
+        "kernel_speedup": (generate[longest]["max_kv_cache"]["decode_ms_per_token"]
+                           / generate[longest]["max_kernel"]["decode_ms_per_token"]) if kernel else None,
+        "llama_cpp": llama_cpp_state(),
         "tokens_identical": True,
         "cache_logit_max_abs_diff": logit_gap,
         "decode_bytes": nbytes,
         "kv_cache_bytes_per_token": 2 * 4 * config.n_layer * config.n_embd,
         "bandwidth_method": f"torch.sum over a {args.bandwidth_mib} MiB float32 array (read only), median of 9",
         "bandwidth_gb_s": bandwidth,
-        "bandwidth_floor_ms": floor_ms[str(args.threads)],
+        "bandwidth_best_gb_s": bandwidth[best_threads],
+        "bandwidth_best_threads": int(best_threads),
+        "bandwidth_floor_ms": floor_ms[best_threads],
         "bandwidth_floor_ms_by_threads": floor_ms,
-        "decode_vs_floor": kv["decode_ms_per_token"] / floor_ms[str(args.threads)],
+        "decode_vs_floor": kv["decode_ms_per_token"] / floor_ms[best_threads],
         "memory": memory,
         "batched": batches,
         "others_cpu_share": cpu_share(sum(o for o, _ in others), sum(s for _, s in others)),
     }
 
 
+def llama_cpp_state() -> str:
+    """llama.cpp is an optional peer: the course's set-up does not build it."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return "absent (pip install llama-cpp-python to compare; not needed by the course)"
+    return "installed, not yet compared here (GGUF conversion of the same weights: issue 14)"
+
+
 def table(r: dict) -> str:
     m, g, mem = r["model"], r["generate"], r["memory"]
-    names = {"max_kv_cache": "MAX, KV cache", "max_no_cache": "MAX, no cache", "hf_cache": "HF generate()",
-             "max_batched": "MAX, batched"}
+    names = {"max_kernel": "MAX, Mojo kernel", "max_kv_cache": "MAX, KV cache", "max_no_cache": "MAX, no cache",
+             "hf_cache": "HF generate()", "max_batched": "MAX, batched"}
     lines = [
         f"{m['name']}, {m['dtype']}, batch 1, {r['threads']} threads (torch and MAX), "
         f"median of {r['repeats']} interleaved runs",
@@ -675,30 +732,36 @@ def table(r: dict) -> str:
         "",
         "compile: " + ", ".join(f"{names[n]} {s:.1f} s" for n, s in r["compile_seconds"].items()),
         "",
-        "forward pass over the whole sequence",
+        "forward pass over the whole sequence (both compute the last position's logits only: HF with logits_to_keep=1)",
         f"{'tokens':>6} | {'MAX ms':>8} | {'HF ms':>8} | {'MAX speed-up':>12} | max |diff|",
     ]
     for n, f in r["forward"].items():
         lines.append(f"{n:>6} | {f['max_ms']:8.1f} | {f['hf_ms']:8.1f} | {f['speedup_vs_hf']:11.2f}x | "
                      f"{f['max_abs_diff']:.1e}")
-    lines += ["", f"greedy generation after a {r['prompt_tokens']}-token prompt (the same tokens from all three)",
-              f"{'new':>4} | {'':13} | {'tokens/s':>8} | {'decode ms/token':>15} | {'prefill ms':>10}"]
+    lines += ["", f"greedy generation after a {r['prompt_tokens']}-token prompt (the same tokens from all of them)",
+              f"{'new':>4} | {'':16} | {'tokens/s':>8} | {'decode ms/token':>15} | {'prefill ms':>10}"]
     for n, row in g.items():
         for i, name in enumerate(n for n in names if n in row):
             s = row[name]
-            lines.append(f"{n if i == 0 else '':>4} | {names[name]:13} | {s['tokens_per_s']:8.1f} | "
+            lines.append(f"{n if i == 0 else '':>4} | {names[name]:16} | {s['tokens_per_s']:8.1f} | "
                          f"{s['decode_ms_per_token']:15.1f} | {s['prefill_ms']:10.1f}")
     floors = ", ".join(f"{t} thread{'s' * (t != '1')} {gb:.1f} GB/s" for t, gb in r["bandwidth_gb_s"].items())
+    kernel = (f"lesson 16's Mojo kernel: decode {r['decode_ms_per_token_kernel']:.1f} ms/token against "
+              f"{r['decode_ms_per_token_no_kernel']:.1f} without it, {r['kernel_speedup']:.2f}x"
+              if r["kernel"] is True else f"lesson 16's Mojo kernel: {r['kernel']}")
     lines += [
-        f"MAX with the KV cache: {r['generate_speedup_vs_hf']:.2f}x HuggingFace's tokens/s at "
+        f"MAX ({names[r['default_path']]}): {r['generate_speedup_vs_hf']:.2f}x HuggingFace's tokens/s at "
         f"{r['generate_new_tokens']} new tokens",
+        kernel,
+        f"llama.cpp: {r['llama_cpp']}",
         f"largest logit difference, KV cache against no cache, over the {r['generate_new_tokens']} steps: "
         f"{r['cache_logit_max_abs_diff']:.1e}",
         "",
         f"decode step floor: {r['decode_bytes'] / 1e6:.1f} MB of weights, each read once (the LM head is wte)",
         f"  bandwidth, {r['bandwidth_method']}: {floors}",
-        f"  floor at {r['threads']} threads {r['bandwidth_floor_ms']:.1f} ms; MAX's decode step "
-        f"{r['decode_ms_per_token']:.1f} ms is {r['decode_vs_floor']:.2f}x the floor",
+        f"  floor at the best bandwidth ({r['bandwidth_best_threads']} threads) {r['bandwidth_floor_ms']:.1f} ms; "
+        f"MAX's decode step ({names[r['default_path']]}) {r['decode_ms_per_token']:.1f} ms is "
+        f"{r['decode_vs_floor']:.2f}x the floor",
         "",
         f"peak memory of a process generating {mem['tokens']} tokens with the cache: {mem['peak_mb_late']:.0f} MB, "
         f"after {mem['early_tokens']}: {mem['peak_mb_early']:.0f} MB, ratio {mem['ratio']:.3f} "

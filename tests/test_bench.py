@@ -34,22 +34,47 @@ def test_every_figure_is_there_and_sane(record):
     assert record["command"] == "python bench.py --quick --json"
     assert record["date"] and record["machine"]["cpu"] and record["machine"]["cores"] >= 1
     assert record["threads"] == 2 and record["repeats"] >= 1
-    assert set(record["compile_seconds"]) == {"max_no_cache", "max_kv_cache", "max_batched"}
+    assert set(record["compile_seconds"]) == {"max_no_cache", "max_kv_cache", "max_batched", "max_kernel"}
     assert all(s >= 0 for s in record["compile_seconds"].values())
     assert set(record["forward_speedup_vs_hf"]) == set(record["forward"]) == {"16", "64"}
     for row in record["forward"].values():
         assert positive(row["max_ms"]) and positive(row["hf_ms"]) and positive(row["speedup_vs_hf"])
         assert 0 <= row["max_abs_diff"] < 1e-3
     for row in record["generate"].values():
-        for name in ("max_kv_cache", "max_no_cache", "hf_cache"):
+        for name in ("max_kernel", "max_kv_cache", "max_no_cache", "hf_cache"):
             assert all(positive(row[name][k]) for k in ("tokens_per_s", "decode_ms_per_token", "prefill_ms"))
     for key in ("generate_speedup_vs_hf", "decode_ms_per_token", "bandwidth_floor_ms", "decode_vs_floor",
                 "decode_bytes"):
         assert positive(record[key]), key
-    assert record["decode_ms_per_token"] == record["generate"]["32"]["max_kv_cache"]["decode_ms_per_token"]
     assert "torch.sum" in record["bandwidth_method"]
     assert set(record["bandwidth_gb_s"]) == {"1", "2"} and all(map(positive, record["bandwidth_gb_s"].values()))
     assert 0 <= record["others_cpu_share"]
+
+
+def test_the_default_path_is_the_kernel_and_the_floor_the_best_bandwidth(record):
+    """Lesson 16: the top-level decode figure is the default path's (the Mojo kernel, built here by
+    the run itself), beside lesson 14's; the floor is the decode bytes over the best bandwidth measured."""
+    longest = record["generate"]["32"]
+    assert record["kernel"] is True and record["default_path"] == "max_kernel"
+    assert record["decode_ms_per_token"] == record["decode_ms_per_token_kernel"] == longest["max_kernel"]["decode_ms_per_token"]
+    assert record["decode_ms_per_token_no_kernel"] == longest["max_kv_cache"]["decode_ms_per_token"]
+    assert record["kernel_speedup"] == pytest.approx(record["decode_ms_per_token_no_kernel"] / record["decode_ms_per_token"])
+    assert record["generate_speedup_vs_hf"] == pytest.approx(longest["max_kernel"]["tokens_per_s"] / longest["hf_cache"]["tokens_per_s"])
+    best = max(record["bandwidth_gb_s"], key=record["bandwidth_gb_s"].get)
+    assert record["bandwidth_best_threads"] == int(best) and record["bandwidth_best_gb_s"] == record["bandwidth_gb_s"][best]
+    assert record["bandwidth_floor_ms"] == pytest.approx(1e3 * record["decode_bytes"] / (record["bandwidth_best_gb_s"] * 1e9))
+    assert record["decode_vs_floor"] == pytest.approx(record["decode_ms_per_token"] / record["bandwidth_floor_ms"])
+    assert record["llama_cpp"].startswith(("absent", "installed"))
+
+
+def test_no_kernel_reports_lesson_14s_path():
+    result = run("--quick", "--json", "--no-kernel", "--repeats", "1", "--new-tokens", "4", "--batch-sizes", "1")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["kernel"] == "left out (--no-kernel)" and record["default_path"] == "max_kv_cache"
+    assert "max_kernel" not in record["generate"]["4"] and "max_kernel" not in record["compile_seconds"]
+    assert record["decode_ms_per_token"] == record["generate"]["4"]["max_kv_cache"]["decode_ms_per_token"]
+    assert record["decode_ms_per_token_kernel"] is None and "Mojo kernel: left out (--no-kernel)" in result.stdout
 
 
 def test_decode_bytes_count_every_weight_once(record):
@@ -79,7 +104,7 @@ def test_max_with_cache_chose_huggingfaces_tokens(record):
     for n, row in record["generate"].items():
         tokens = row["tokens"]
         assert len(tokens["hf_cache"]) == int(n)
-        assert tokens["max_kv_cache"] == tokens["hf_cache"] == tokens["max_no_cache"]
+        assert tokens["max_kernel"] == tokens["max_kv_cache"] == tokens["hf_cache"] == tokens["max_no_cache"]
 
 
 def test_batched_decode_is_reported_per_batch_size(record):
