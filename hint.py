@@ -218,7 +218,24 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def mojo_todos(path: Path) -> str:
+    """Lesson 16: where the Mojo placeholders (`pass`) beside the step file are, if any; their hints are in the file."""
+    open_at = []
+    for source in sorted(path.parent.glob(f"kernels_{path.stem[-2:]}/*.mojo")):
+        lines = [str(n) for n, line in enumerate(source.read_text().splitlines(), 1) if line.strip() == "pass"]
+        if lines:
+            open_at.append(f"{shown(source)} (line{'s' * (len(lines) > 1)} {', '.join(lines)})")
+    if not open_at:
+        return ""
+    return ("Mojo TODOs still open in " + ", ".join(open_at) + ": their hints are the # Hint: lines beside them, "
+            "and the check builds the kernel first. The ladders below are for the Python TODOs.\n\n")
+
+
 def show(step: int, path: Path, target: str | None, show_all: bool) -> str:
+    return mojo_todos(path) + show_python(step, path, target, show_all)
+
+
+def show_python(step: int, path: Path, target: str | None, show_all: bool) -> str:
     try:
         source = path.read_text()
     except OSError:

@@ -257,3 +257,19 @@ def test_a_check_that_fails_twice_in_a_row_points_to_hint(tmp_path):
     assert json.loads(state.read_text()).get("failed", {}).get(str(folder)) is None
     (folder / "step_01.py").write_text(solution_path(1).read_text().replace("= 50257", "= 50000"))
     assert "Stuck?" not in pytest_on(folder, state).stdout  # the run before it passed
+
+
+def test_open_mojo_todos_are_pointed_to_before_the_python_ladder(tmp_path):
+    """Lesson 16: the placeholders of the Mojo kernel (its hints sit beside them) are named with their lines;
+    once the kernel is written, only the Python ladder is shown."""
+    folder = folder_with(tmp_path, 16, skeleton_path(16).read_text())
+    shutil.copytree(REPO / "steps" / "kernels_16", folder / "kernels_16")
+    placeholders = [str(n) for n, line in enumerate((folder / "kernels_16" / "matvec.mojo").read_text().splitlines(), 1)
+                    if line.strip() == "pass"]
+    shown = flat(run_hint(tmp_path, "s16", "--target", str(folder)).stdout)
+    assert f"Mojo TODOs still open in {folder}/kernels_16/matvec.mojo (lines {', '.join(placeholders)})" in shown
+    assert f"TODO 1 of {len(hint.ladder(16))}" in shown
+    shutil.rmtree(folder / "kernels_16")
+    shutil.copytree(REPO / "solutions" / "kernels_16", folder / "kernels_16")
+    shown = flat(run_hint(tmp_path, "s16", "--target", str(folder)).stdout)
+    assert "Mojo TODOs" not in shown and f"TODO 1 of {len(hint.ladder(16))}" in shown
