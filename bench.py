@@ -665,8 +665,11 @@ def bench(args) -> dict:
     memory["bench_peak_mb"] = vm_mb("VmHWM")
 
     longest = str(max(args.new_tokens))
-    default_path = "max_kernel" if kernel is not None else "max_kv_cache"  # what generate.py runs by default
-    kv = generate[longest][default_path]
+    row = generate[longest]
+    default_path = "max_kernel" if "max_kernel" in row else "max_kv_cache"  # what generate.py runs by default
+    kv = row[default_path]
+    kernel_ms = row["max_kernel"]["decode_ms_per_token"] if "max_kernel" in row else None
+    no_kernel_ms = row["max_kv_cache"]["decode_ms_per_token"]
     others = forward_shares + generate_shares + batch_shares
     config = model.config
     return {
@@ -689,10 +692,9 @@ def bench(args) -> dict:
         "decode_ms_per_token": kv["decode_ms_per_token"],
         "default_path": default_path,
         "kernel": kernel_state,
-        "decode_ms_per_token_kernel": generate[longest]["max_kernel"]["decode_ms_per_token"] if kernel else None,
-        "decode_ms_per_token_no_kernel": generate[longest]["max_kv_cache"]["decode_ms_per_token"],
-        "kernel_speedup": (generate[longest]["max_kv_cache"]["decode_ms_per_token"]
-                           / generate[longest]["max_kernel"]["decode_ms_per_token"]) if kernel else None,
+        "decode_ms_per_token_kernel": kernel_ms,
+        "decode_ms_per_token_no_kernel": no_kernel_ms,
+        "kernel_speedup": no_kernel_ms / kernel_ms if kernel_ms else None,
         "llama_cpp": llama_cpp_state(),
         "tokens_identical": True,
         "cache_logit_max_abs_diff": logit_gap,

@@ -380,12 +380,9 @@ def kernel_wanted(args) -> bool:
     """Lesson 16's kernel, unless --no-kernel or --no-cache, or it does not build here (then a note says why)."""
     if args.no_kernel or args.no_cache:
         return False
-    from tools.generation import kernel_problem
+    from tools.generation import kernel_or_note
 
-    problem = kernel_problem()
-    if problem:
-        sys.stderr.write(f"note: decoding without lesson 16's Mojo kernel: {problem}\n")
-    return problem is None
+    return kernel_or_note("decoding")
 
 
 def lesson_code(args):

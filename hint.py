@@ -218,21 +218,23 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def mojo_todos(path: Path) -> str:
-    """Lesson 16: where the Mojo placeholders (`pass`) beside the step file are, if any; their hints are in the file."""
-    open_at = []
-    for source in sorted(path.parent.glob(f"kernels_{path.stem[-2:]}/*.mojo")):
-        lines = [str(n) for n, line in enumerate(source.read_text().splitlines(), 1) if line.strip() == "pass"]
-        if lines:
-            open_at.append(f"{shown(source)} (line{'s' * (len(lines) > 1)} {', '.join(lines)})")
-    if not open_at:
+def mojo_todos(step: int, path: Path) -> str:
+    """Lesson 16: where the Mojo placeholders (`pass`) in the lesson's folder beside the step file are, if any;
+    their hints are in the file."""
+    from tests.lessons import LESSON_FOLDERS
+    from tools.mojo_package import placeholders
+
+    found = placeholders(path.parent / LESSON_FOLDERS[step]) if step in LESSON_FOLDERS else {}
+    if not found:
         return ""
+    open_at = [f"{shown(source)} (line{'s' * (len(lines) > 1)} {', '.join(map(str, lines))})"
+               for source, lines in found.items()]
     return ("Mojo TODOs still open in " + ", ".join(open_at) + ": their hints are the # Hint: lines beside them, "
             "and the check builds the kernel first. The ladders below are for the Python TODOs.\n\n")
 
 
 def show(step: int, path: Path, target: str | None, show_all: bool) -> str:
-    return mojo_todos(path) + show_python(step, path, target, show_all)
+    return mojo_todos(step, path) + show_python(step, path, target, show_all)
 
 
 def show_python(step: int, path: Path, target: str | None, show_all: bool) -> str:

@@ -119,12 +119,9 @@ def max_serve_command(args, found, config) -> tuple[list[str], dict]:
     if args.steps or args.steps_dir:
         env["GPT2_SERVE_STEPS_DIR"] = str((args.steps_dir or REPO / "steps").resolve())
     elif not args.no_kernel:
-        from tools.generation import kernel_problem
+        from tools.generation import kernel_or_note
 
-        problem = kernel_problem()  # built here, once, before MAX starts the model's process
-        if problem:
-            print(f"note: serving without lesson 16's Mojo kernel: {problem}", file=sys.stderr)
-        else:
+        if kernel_or_note("serving"):  # built here, once, before MAX starts the model's process
             env["GPT2_SERVE_KERNEL"] = "1"
     if args.trace:
         env["GPT2_SERVE_TRACE"] = str(args.trace.resolve())

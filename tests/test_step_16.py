@@ -64,23 +64,13 @@ def kernel_folder(lesson) -> Path:
     return folder
 
 
-def open_mojo_todos(folder: Path) -> dict[str, list[int]]:
-    """The lines of each placeholder `pass` the skeleton left in the Mojo sources, by file."""
-    found = {}
-    for path in sorted(folder.rglob("*.mojo")):
-        lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip() == "pass"]
-        if lines:
-            found[shown(path)] = lines
-    return found
-
-
 def kernel_package(lesson) -> Path:
     """The learner's Mojo package, built; open TODOs and compile errors fail with the learner's lines."""
-    from tools.mojo_package import MojoBuildError, build_package
+    from tools.mojo_package import MojoBuildError, build_package, placeholders
 
     folder = kernel_folder(lesson)
-    for path, lines in open_mojo_todos(folder).items():
-        fail(f"{OPEN_TODO} in {path}: the placeholder `pass` at line{'s' * (len(lines) > 1)} "
+    for path, lines in placeholders(folder).items():
+        fail(f"{OPEN_TODO} in {shown(path)}: the placeholder `pass` at line{'s' * (len(lines) > 1)} "
              f"{', '.join(map(str, lines))}. Replace each with the code its # TODO asks for.")
     try:
         return build_package(folder)

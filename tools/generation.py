@@ -121,6 +121,16 @@ def kernel_problem() -> str | None:
     return None
 
 
+def kernel_or_note(doing: str) -> bool:
+    """True when lesson 16's kernel builds here; else a one-line note on stderr: "note: {doing} without ..."."""
+    import sys
+
+    problem = kernel_problem()
+    if problem:
+        print(f"note: {doing} without lesson 16's Mojo kernel: {problem}", file=sys.stderr)
+    return problem is None
+
+
 def with_kernel(code: LessonCode, kernels: Any, model_class: Callable) -> LessonCode:
     """Lesson 15's code with lesson 16's model class, its Mojo package in the folder kernels."""
     from tools.kv_engine import compile_kernel_model

@@ -125,12 +125,13 @@ class CompiledCachedModel:
             TensorType(DType.int64, [], device=cpu),  # how many positions are filled
         ]
 
-    def __init__(self, model: Module, *, num_threads: int | None = None):
+    def __init__(self, model: Module, *, num_threads: int | None = None, custom_extensions: Sequence[Path] = ()):
         self.config = model.config
         device = model.lm_head.weight.device
         if device.label != "cpu":
             raise NotImplementedError("the KV-cache engine runs on the CPU only (its cache lives in host memory)")
-        graph, weights = build_graph(self.window(model), *self.input_types(model.config))
+        graph, weights = build_graph(self.window(model), *self.input_types(model.config),
+                                     custom_extensions=custom_extensions)
         share_tied_head(weights, "model.lm_head.weight", "model.transformer.wte.weight")
         self.session = InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
         self.engine_model = self.session.load(graph, weights_registry=weights)
@@ -231,18 +232,11 @@ class CompiledKernelModel(CompiledBatchedModel):
         from tools.mojo_package import build_package
 
         package = build_package(kernels)
-        self.config = model.config
-        if model.lm_head.weight.device.label != "cpu":
-            raise NotImplementedError("the Mojo kernel of lesson 16 runs on the CPU only")
-        prefill, weights = build_graph(self.window(model), *self.input_types(model.config), custom_extensions=[package])
+        super().__init__(model, num_threads=num_threads, custom_extensions=[package])  # the prefill graph
         decode, _ = build_graph(self.window(model), *self.input_types(model.config, seq=1), custom_extensions=[package])
-        share_tied_head(weights, "model.lm_head.weight", "model.transformer.wte.weight")
-        self.session = InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
-        self.engine_model = self.session.load(prefill, weights_registry=weights)
-        self.decode_model = self.session.load(decode, weights_registry=weights)
-        self.weights = weights  # both graphs read these arrays in place: keep them alive
+        self.decode_model = self.session.load(decode, weights_registry=self.weights)  # the same arrays
         self.kernel_calls = str(decode).count('"gpt2_matvec"')  # calls of the op in one decode step
-        CompiledCachedModel.graphs_compiled += 2
+        CompiledCachedModel.graphs_compiled += 1
 
     def _execute(self, *inputs: Any) -> list:
         one_token = inputs[0].shape[1] == 1
