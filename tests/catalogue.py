@@ -366,5 +366,6 @@ MORE_CORRECT = [
 from tests.catalogue_14 import LESSON_14_MISTAKES  # noqa: E402  (they use mistake and correct from above)
 from tests.catalogue_15 import LESSON_15  # noqa: E402
 from tests.catalogue_16 import LESSON_16  # noqa: E402
+from tests.catalogue_17 import LESSON_17  # noqa: E402
 
-VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES + LESSON_13_MISTAKES + LESSON_14_MISTAKES + LESSON_15 + LESSON_16
+VARIANTS = CORRECT + MORE_CORRECT + MISTAKES + MORE_MISTAKES + LESSON_13_MISTAKES + LESSON_14_MISTAKES + LESSON_15 + LESSON_16 + LESSON_17

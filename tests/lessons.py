@@ -28,6 +28,7 @@ LESSONS = {
     14: "the KV cache: prefill once, then one token per step",
     15: "many sequences at once: one length per row, continuous batching",
     16: "your first Mojo kernel: the decode step's matrix-vector product at memory speed",
+    17: "quantized weights: GPT-2 in 4 and 6 bits (GGUF's Q4_0, Q4_K, Q6_K)",
 }
 # Lessons whose files include a folder beside step_NN.py (the judge copies it too).
 LESSON_FOLDERS = {16: "kernels_16"}
