@@ -8,6 +8,7 @@ examples:
   python generate.py --steps                                    # YOUR steps/step_12.py and step_15.py
   python generate.py --steps --no-cache                         # YOUR steps 12 and 13 only, no KV cache
   python generate.py --json --greedy --max-new-tokens 20        # one JSON line per prompt, for scripts
+  python generate.py --quantize q4_0 --prompt "Hello"           # lesson 17: 4-bit weights, ops.qmatmul
 
 It decodes with the KV cache by default, through lesson 15's loop
 (stream_batched): each prompt goes through the model once, then one model
@@ -16,6 +17,9 @@ call per step runs the newest token of every unfinished prompt, up to
 The decode steps run lesson 16's Mojo kernel in place of MAX's matmul
 when it builds here (the `mojo` compiler comes with max; the first run
 builds it, later runs reuse it); --no-kernel takes lesson 15's graph.
+--quantize q4_0 (or q4_k, q6_k) stores every Linear's weight in that GGUF
+block format (lesson 17) and decodes with MAX's ops.qmatmul instead: fewer
+bytes per step, and other numbers than float32 (its tokens may differ).
 --no-cache takes lesson 12's path instead: the whole sequence through the
 model for every token, one prompt after the other (slower; the same numbers
 to float32 rounding, so the same tokens unless two logits are within
@@ -84,6 +88,10 @@ def build_parser() -> OneLineParser:
     where.add_argument("--no-kernel", action="store_true",
                        help="decode without lesson 16's Mojo kernel: lesson 15's graph, MAX's matmul (default: off, "
                        "i.e. the kernel in every decode step when it builds here; without it, a note and lesson 15)")
+    where.add_argument("--quantize", default=None, metavar="FORMAT",
+                       help="lesson 17: store every Linear's weight in a GGUF block format, q4_0, q4_k or q6_k "
+                       "(solutions/solution_17.py's quantize_model; the embeddings stay float32), decoded by "
+                       "MAX's ops.qmatmul on lesson 15's cache, instead of the kernel (default: float32)")
     where.add_argument("--steps", action="store_true",
                        help="use YOUR steps/step_12.py (loading) and step_15.py (the cache, the model and "
                        "the loop), or step_12.py and step_13.py with --no-cache, instead of the solutions "
@@ -176,6 +184,8 @@ def check_options(args) -> Sampling:
         raise BadInput("--device gpu needs --no-cache: the KV cache runs on the CPU only here")
     if args.max_batch_size < 1:
         raise BadInput(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
+    if args.quantize and args.device == "gpu":
+        raise BadInput("--quantize runs on the CPU only: MAX 25.7's ops.qmatmul has no GPU kernel")
     return settings
 
 
@@ -318,6 +328,7 @@ def run(argv, stdout, stdin=None) -> int:
             "finish_reason": result["finish_reason"],
             "kv_cache": code.cached,
             "kernel": code.kernel,
+            "quantize": code.quantize,
             "do_sample": args.do_sample,
             "temperature": args.temperature if args.do_sample else None,
             "top_k": args.top_k if args.do_sample else None,
@@ -369,6 +380,11 @@ def open_checkpoint(args, prompts: list[str]):
                 f"but the model knows only {config.vocab_size} tokens"
             )
         all_ids.append(prompt_ids)
+    from tools.generation import quantize_problem
+
+    problem = quantize_problem(args.quantize, cache=not args.no_cache, n_embd=config.n_embd, name=option)
+    if problem:
+        raise BadInput(problem)
     eos = () if args.ignore_eos else ckpt.eos_token_ids(found, config, tokenizer)
     if len(eos) > 1:
         raise BadInput(f"{args.model} names {len(eos)} end-of-text tokens {list(eos)}; the course's loops stop at "
@@ -377,8 +393,8 @@ def open_checkpoint(args, prompts: list[str]):
 
 
 def kernel_wanted(args) -> bool:
-    """Lesson 16's kernel, unless --no-kernel or --no-cache, or it does not build here (then a note says why)."""
-    if args.no_kernel or args.no_cache:
+    """Lesson 16's kernel, unless --no-kernel, --no-cache or --quantize, or it does not build here (then a note says why)."""
+    if args.no_kernel or args.no_cache or args.quantize:
         return False
     from tools.generation import kernel_or_note
 
@@ -388,13 +404,14 @@ def kernel_wanted(args) -> bool:
 def lesson_code(args):
     """The learner's lesson code (checked for open TODOs first) or the solutions',
     with lesson 15's KV cache and loop unless --no-cache."""
-    from tools.generation import reference_code
+    from tools.generation import reference_code, with_quantized
 
     if not (args.steps or args.steps_dir is not None):
-        return reference_code(cache=not args.no_cache, kernel=kernel_wanted(args))
+        return reference_code(cache=not args.no_cache, kernel=kernel_wanted(args), quantize=args.quantize)
     from tools.steps import learner_code
 
-    return learner_code(args.steps_dir or REPO / "steps", cache=not args.no_cache)
+    code = learner_code(args.steps_dir or REPO / "steps", cache=not args.no_cache)
+    return with_quantized(code, args.quantize) if args.quantize else code
 
 
 def generate(args, compiled, device, code, settings, seed, tokenizer, prompts, prompt_ids, eos, stdout):

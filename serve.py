@@ -5,6 +5,7 @@ examples:
   python serve.py --model gpt2                # a hub id, from the local HuggingFace cache
   python serve.py --model ./my-gpt2 --steps   # YOUR steps/step_15.py (many sequences at once)
   python serve.py --model ./my-gpt2 --port 8001 --max-batch-size 4
+  python serve.py --model ./my-gpt2 --quantize q4_0   # lesson 17: 4-bit weights
 
 It runs `max serve` with this course's model (serve/gpt2_arch) on the CPU,
 on 127.0.0.1 only, offline (HF_HUB_OFFLINE=1, MAX_SERVE_DISABLE_TELEMETRY=1).
@@ -58,6 +59,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--no-kernel", action="store_true",
                    help="decode without lesson 16's Mojo kernel (lesson 15's graph); by default the kernel runs "
                    "in every decode step when it builds here (with --steps: lesson 15, always)")
+    p.add_argument("--quantize", default=None, metavar="FORMAT",
+                   help="lesson 17: every Linear's weight in q4_0, q4_k or q6_k (solutions/solution_17.py's "
+                   "quantize_model), decoded by MAX's ops.qmatmul instead of the kernel (default: float32)")
     p.add_argument("--max-batch-size", type=int, default=8, metavar="N",
                    help="requests MAX handles together (default: 8; MAX's own default on a CPU is 1)")
     p.add_argument("--max-length", type=int, default=None, metavar="N",
@@ -86,6 +90,11 @@ def check_input(args) -> tuple:
     if args.max_length is not None and not 1 <= args.max_length <= config.n_positions:
         raise BadInput(f"--max-length must be in 1..{config.n_positions} (the model's n_positions), "
                        f"got {args.max_length}")
+    from tools.generation import quantize_problem
+
+    problem = quantize_problem(args.quantize, n_embd=config.n_embd, name=lambda name: "--" + name)
+    if problem:
+        raise BadInput(problem)
     if "GPT2LMHeadModel" not in (config.architectures or []):
         raise BadInput(f"{args.model}: config.json's architectures {config.architectures} lack GPT2LMHeadModel, "
                        "which MAX looks for (save the model as a GPT2LMHeadModel)")
@@ -116,9 +125,11 @@ def max_serve_command(args, found, config) -> tuple[list[str], dict]:
     env = offline_env()
     env["MAX_SERVE_HOST"] = HOST  # MAX's default is every address (0.0.0.0)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    if args.quantize:
+        env["GPT2_SERVE_QUANTIZE"] = args.quantize
     if args.steps or args.steps_dir:
         env["GPT2_SERVE_STEPS_DIR"] = str((args.steps_dir or REPO / "steps").resolve())
-    elif not args.no_kernel:
+    elif not args.no_kernel and not args.quantize:
         from tools.generation import kernel_or_note
 
         if kernel_or_note("serving"):  # built here, once, before MAX starts the model's process
@@ -175,6 +186,7 @@ def run(argv) -> int:
     command, env = max_serve_command(args, found, config)
     base = f"http://{HOST}:{args.port}"
     code = "your steps/step_15.py" if args.steps or args.steps_dir else "solutions/solution_15.py"
+    code += f", its weights in {args.quantize} (solutions/solution_17.py)" if args.quantize else ""
     print(f"serve.py: serving {code} with: max {shlex.join(command[3:])}", flush=True)
     interrupted = []
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))

@@ -175,6 +175,28 @@ def test_greedy_json_matches_huggingface_generate(model_dir, tokenizer, path):
     assert record["compile_seconds"] >= 0 and record["tokens_per_second"] > 0
 
 
+def test_quantized_greedy_matches_huggingface_on_the_stored_weights(model_dir, tokenizer):
+    """--quantize q4_0: the tokens of HuggingFace running the weights Q4_0 stores (gguf's quantizer and
+    decoder), as long as the 8-bit activations inside ops.qmatmul do not tip a near tie."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from tests.twins import hf_dequantized
+
+    record = run_json("--model", model_dir, "--prompt", PROMPT, "--max-new-tokens", 24, "--greedy",
+                      "--quantize", "q4_0")
+    prompt_ids = tokenizer(PROMPT)["input_ids"]
+    hf = hf_dequantized(GPT2LMHeadModel.from_pretrained(model_dir).eval(), "q4_0")
+    prompt = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        expected = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=24,
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=0)[0, len(prompt_ids):].tolist()
+    float32 = hf_greedy(model_dir, prompt_ids, 24, eos=tokenizer.eos_token_id)
+    assert (record["quantize"], record["kernel"], record["kv_cache"]) == ("q4_0", False, True)
+    assert record["generated_ids"] == expected
+    assert expected != float32  # else this would not tell the quantized path from float32
+
+
 def test_text_streams_token_by_token_and_compare_agrees(model_dir, tokenizer):
     """Read stdout while generate.py runs: the text arrives in many pieces
     before the process ends, and the pieces add up to prompt + text."""
@@ -342,6 +364,7 @@ def test_hub_id_from_the_cache_and_top_k_1_is_greedy(model_dir, tmp_path):
         (["--prompt", "-"], b"caf\xe9", ["stdin is not valid UTF-8", "0xe9"]),
         (["--prompt", "x", "--compare"], b"", ["--compare needs --greedy"]),
         (["--device", "gpu"], b"", ["--device gpu needs --no-cache"]),
+        (["--quantize", "q4_0", "--device", "gpu", "--no-cache"], b"", ["--quantize runs on the CPU only"]),
         (["--top-k", "many"], b"", ["--top-k", "invalid int value"]),
         (["--model", "/nonexistent/gpt2"], b"", ["no such folder: /nonexistent/gpt2"]),
     ],
@@ -359,6 +382,19 @@ def test_prompt_beyond_the_context_says_both_counts(model_dir):
     assert_refused(result, "120 tokens", "--max-new-tokens is 20", "at most 128", "at most 8 new", stage="checkpoint")
     second = run("--model", model_dir, "--prompt", "x", "--prompt", "x" * 120, "--max-new-tokens", 20)
     assert_refused(second, "prompt 2 of 2: ", "120 tokens", stage="checkpoint")
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--quantize", "q5"], ["--quantize must be one of q4_0, q4_k, q6_k", "'q5'"]),
+        (["--quantize", "q4_k"], ["blocks of 256", "n_embd=64", "choose q4_0"]),
+        (["--quantize", "q4_0", "--no-cache"], ["--quantize runs on the KV cache's path", "drop --no-cache"]),
+    ],
+    ids=["unknown", "rows-too-narrow", "no-cache"],
+)
+def test_quantize_refused_before_loading(model_dir, args, fragments):
+    assert_refused(run("--model", model_dir, *args), *fragments, stage="checkpoint")
 
 
 @pytest.mark.parametrize(

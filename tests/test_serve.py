@@ -50,14 +50,14 @@ def free_port() -> int:
 class Server:
     """serve.py in a subprocess of its own process group, started once."""
 
-    def __init__(self, model_dir, workdir):
+    def __init__(self, model_dir, workdir, *options: str):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.name = str(model_dir)
         self.trace = workdir / "trace.jsonl"
         self.out = workdir / "serve.out"
         command = [sys.executable, str(REPO / "serve.py"), "--model", self.name, "--port", str(self.port),
-                   "--trace", str(self.trace)]
+                   "--trace", str(self.trace), *options]
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=offline_env(), start_new_session=True)
@@ -319,6 +319,34 @@ def test_zz_ctrl_c_stops_every_process(server):
         httpx.get(server.base + "/health", timeout=3)
 
 
+def test_a_quantized_server_writes_what_its_stored_weights_say(model_dir, hf, tmp_path):
+    """serve.py --quantize q4_0 (a server of its own, after the first one stopped): concurrent requests
+    of different lengths each get HuggingFace's greedy tokens on the weights Q4_0 stores (tests/twins.py)."""
+    from tests.twins import hf_dequantized
+
+    server = Server(model_dir, tmp_path, "--quantize", "q4_0")
+    try:
+        assert "; KV cache, q4_0 weights" in server.output(), "the server did not compile the q4_0 path"
+        client = openai.OpenAI(base_url=server.base + "/v1", api_key="unused", max_retries=0,
+                               timeout=REQUEST_TIMEOUT_S)
+        jobs = [(PROMPTS[0], 12), (PROMPTS[2], 7), (PROMPTS[1], 10)]
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            results = list(pool.map(lambda job: complete(server, client, *job, temperature=0), jobs))
+        stored = (hf[0], hf_dequantized(hf[1], "q4_0"))
+        for (prompt, n), (response, generated) in zip(jobs, results):
+            expected = hf_greedy(stored, prompt, n)
+            assert generated == expected, f"token ids for {prompt!r}"
+            assert response.choices[0].text == text_of(hf, expected)
+        assert any(generated != hf_greedy(hf, prompt, n) for (prompt, n), (_, generated) in zip(jobs, results)), \
+            "the same tokens as float32: this would not tell the quantized path from float32"
+    finally:
+        server.proc.send_signal(signal.SIGINT)
+        try:
+            server.proc.wait(timeout=90)
+        finally:
+            server.kill()
+
+
 # -- bad command lines: one line on stderr, exit 2, nothing started ---------------------
 
 
@@ -349,6 +377,8 @@ def unfinished_steps(tmp_path_factory):
     (["--model", "{model}", "--max-length", "129"], "--max-length must be in 1..128"),
     (["--model", "{model}", "--port", "many"], "invalid int value"),
     (["--model", "{model}", "--steps-dir", "{empty}"], "step_15.py does not exist"),
+    (["--model", "{model}", "--quantize", "q4_k"], "q4_k cuts each weight row into blocks of 256"),
+    (["--model", "{model}", "--quantize", "f8"], "--quantize must be one of q4_0, q4_k, q6_k"),
     (["--model", "{model}", "--steps-dir", "{unfinished}"], "TODO still open in"),
 ])
 def test_bad_input_is_one_line_and_exit_2(model_dir, unfinished_steps, tmp_path, args, says):

@@ -291,3 +291,35 @@ def save_checkpoint(folder, overrides: dict = TINY, seed: int = 30):
     eos = save_byte_tokenizer(folder, hf_config(overrides).vocab_size)
     save_model(randomize_(GPT2LMHeadModel(hf_config(overrides)), seed=seed), folder, eos)
     return folder
+
+
+def hf_dequantized(hf, fmt: str):
+    """A copy of a GPT2LMHeadModel whose Linear weights (the four of every
+    block and the LM head, untied from wte) are what format fmt stores:
+    quantized and decoded again by the gguf package (Q4_0 both ways; Q4_K and
+    Q6_K quantized by solutions/kquants.py, gguf has no quantizer for them).
+    The embeddings stay float32, as in lesson 17. What the quantized model
+    computes, but for the 8-bit activations inside MAX's ops.qmatmul."""
+    import copy
+
+    import torch
+    from gguf import GGMLQuantizationType, quants
+    from transformers.pytorch_utils import Conv1D
+
+    from solutions.kquants import quantize_q4_k, quantize_q6_k
+
+    kind = GGMLQuantizationType[fmt.upper()]
+    course = {"q4_k": quantize_q4_k, "q6_k": quantize_q6_k}
+
+    def stored(w: np.ndarray) -> np.ndarray:  # [out, in] float32
+        packed = quants.quantize(w, kind) if fmt == "q4_0" else course[fmt](w)
+        return quants.dequantize(packed, kind).reshape(w.shape).astype(np.float32)
+
+    out = copy.deepcopy(hf)
+    with torch.no_grad():
+        for module in out.modules():
+            if isinstance(module, Conv1D):  # weight [in, out]
+                module.weight.copy_(torch.from_numpy(stored(module.weight.numpy().T).T.copy()))
+        out.lm_head.weight = torch.nn.Parameter(torch.from_numpy(stored(out.lm_head.weight.numpy())))
+    out.config.tie_word_embeddings = False
+    return out

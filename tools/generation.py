@@ -96,6 +96,7 @@ class LessonCode:
     run_rows: Callable | None = None
     stream_batched: Callable | None = None
     kernel: bool = False  # lesson 16's Mojo kernel on the decode path
+    quantize: str | None = None  # lesson 17's weight format (q4_0, q4_k, q6_k), or float32
 
     @property
     def cached(self) -> bool:
@@ -106,6 +107,8 @@ class LessonCode:
         """The path in a few words, for the commands' reports."""
         if not self.cached:
             return "no cache"
+        if self.quantize:
+            return f"KV cache, {self.quantize} weights"
         return "KV cache, Mojo kernel" if self.kernel else "KV cache"
 
 
@@ -141,9 +144,42 @@ def with_kernel(code: LessonCode, kernels: Any, model_class: Callable) -> Lesson
     return replace(code, compile_model=compile_model, model_class=model_class, kernel=True)
 
 
-def reference_code(cache: bool = True, kernel: bool = False) -> LessonCode:
+def quantize_problem(format: str | None, cache: bool = True, n_embd: int | None = None,
+                     name: Callable[[str], str] = str) -> str | None:
+    """Why lesson 17's format cannot be used as asked (one line), or None.
+    n_embd: the model's width, when known (every Linear reads n_embd or 4 * n_embd)."""
+    if format is None:
+        return None
+    from solutions.kquants import SUPER
+    from solutions.solution_17 import BLOCK, FORMATS
+
+    if format not in FORMATS:
+        return f"{name('quantize')} must be one of {', '.join(FORMATS)}, got {format!r}"
+    if not cache:
+        return f"{name('quantize')} runs on the KV cache's path (lesson 15's engine): drop {name('no_cache')}"
+    block = BLOCK if format == "q4_0" else SUPER
+    if n_embd is not None and n_embd % block:
+        return (f"{format} cuts each weight row into blocks of {block}, but this model's rows are "
+                f"n_embd={n_embd} wide: choose {'q4_0' if n_embd % BLOCK == 0 else 'float32 (no --quantize)'}")
+    return None
+
+
+def with_quantized(code: LessonCode, format: str) -> LessonCode:
+    """code (lesson 15's, with the cache) with every Linear quantized to format
+    by lesson 17's quantize_model (solutions/solution_17.py) before it compiles."""
+    from solutions.solution_17 import quantize_model
+
+    def compile_model(model, **options):
+        return code.compile_model(quantize_model(model, format), **options)
+
+    return replace(code, compile_model=compile_model, quantize=format, kernel=False)
+
+
+def reference_code(cache: bool = True, kernel: bool = False, quantize: str | None = None) -> LessonCode:
     """solutions/solution_12.py and solution_13.py, with cache solution_15.py,
-    and with kernel too solution_16.py (the caller checks kernel_problem() first)."""
+    and with kernel too solution_16.py (the caller checks kernel_problem()
+    first), or with quantize (a format; the cache needed) solution_17.py's
+    quantized weights instead of the kernel."""
     from solutions import solution_12, solution_13
 
     code = LessonCode(solution_12.load_hf_weights, solution_12.compile_model, solution_13.choose_next_token)
@@ -160,6 +196,8 @@ def reference_code(cache: bool = True, kernel: bool = False) -> LessonCode:
         run_rows=solution_15.run_rows,
         stream_batched=solution_15.stream_batched,
     )
+    if quantize:
+        return with_quantized(code, quantize)
     if not kernel:
         return code
     from solutions import solution_16

@@ -1,7 +1,8 @@
 """Lesson 15's batched GPT-2, built from the checkpoint MAX opened and compiled.
 
 Which code builds it: solutions/solution_15.py (with lesson 16's Mojo
-kernel in the decode steps when serve.py set GPT2_SERVE_KERNEL), or, when serve.py --steps
+kernel in the decode steps when serve.py set GPT2_SERVE_KERNEL, or lesson 17's
+quantized weights when it set GPT2_SERVE_QUANTIZE), or, when serve.py --steps
 set GPT2_SERVE_STEPS_DIR (max serve passes its environment on to the
 process that runs the model), the learner's step_15.py in that folder.
 Either way tools/checkpoint.py's build_max_model puts the weights in (with
@@ -26,6 +27,7 @@ if str(REPO) not in sys.path:
 
 STEPS_DIR_ENV = "GPT2_SERVE_STEPS_DIR"
 KERNEL_ENV = "GPT2_SERVE_KERNEL"  # "1": lesson 16's Mojo kernel in the decode steps (serve.py checked it builds)
+QUANTIZE_ENV = "GPT2_SERVE_QUANTIZE"  # lesson 17's weight format (serve.py checked it fits the model)
 logger = logging.getLogger("max.pipelines")
 
 
@@ -44,15 +46,18 @@ def hf_state_dict(weights: Any) -> dict[str, np.ndarray]:
 
 
 def course_code(steps_dir: str | None = None):
-    """Lesson 15 (tools/generation.py's LessonCode) of the solutions or of steps_dir/step_15.py."""
+    """Lesson 15 (tools/generation.py's LessonCode) of the solutions or of steps_dir/step_15.py,
+    its weights quantized by lesson 17 when serve.py --quantize set GPT2_SERVE_QUANTIZE."""
+    from tools.generation import reference_code, with_quantized
+
     steps_dir = steps_dir or os.environ.get(STEPS_DIR_ENV)
+    quantize = os.environ.get(QUANTIZE_ENV) or None
     if steps_dir:
         from tools.steps import learner_batched_code
 
-        return learner_batched_code(Path(steps_dir))
-    from tools.generation import reference_code
-
-    return reference_code(cache=True, kernel=os.environ.get(KERNEL_ENV) == "1")
+        code = learner_batched_code(Path(steps_dir))
+        return with_quantized(code, quantize) if quantize else code
+    return reference_code(cache=True, kernel=os.environ.get(KERNEL_ENV) == "1", quantize=quantize)
 
 
 def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int):
