@@ -123,6 +123,11 @@ def build_parser() -> OneLineParser:
     p.add_argument("--no-kernel", action="store_true",
                    help="leave out lesson 16's Mojo kernel (by default it runs beside lesson 14's path when it "
                    "builds here, and is the default path the top-level figures report)")
+    p.add_argument("--quantize", nargs="+", default=[], metavar="FORMAT",
+                   help="lesson 17: also time and measure these weight formats (q4_0 q4_k q6_k; --quick: q4_0), "
+                   "and llama.cpp in them when it is installed")
+    p.add_argument("--figure", type=Path, default=None, metavar="PNG",
+                   help="with --quantize: draw decode ms/token against bits per weight, both engines, to PNG")
     p.add_argument("--json", action="store_true",
                    help="also print every figure as one JSON object, the last stdout line")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)  # the memory check's own process
@@ -158,6 +163,17 @@ def parse(argv) -> argparse.Namespace:
     for ok, message in checks:
         if not ok:
             raise BadInput(message)
+    if args.quantize:
+        from tools.generation import quantize_problem
+
+        for fmt in args.quantize:
+            problem = quantize_problem(fmt, n_embd=args.overrides.get("n_embd", 768), name=lambda n: "--" + n)
+            if problem:
+                raise BadInput(problem + (" (--quick is 64 wide)" if args.quick and "n_embd" in problem else ""))
+        if len(set(args.quantize)) != len(args.quantize):
+            raise BadInput(f"--quantize names a format twice: {' '.join(args.quantize)}")
+    if args.figure is not None and not args.quantize:
+        raise BadInput("--figure draws the quantized formats: add --quantize")
     return args
 
 
@@ -299,15 +315,21 @@ def build_max(cls, overrides: dict, hf):
 
 
 def decode_bytes(model) -> int:
-    """Bytes of weights one decode step reads: every parameter once, but of
-    the embeddings only one row of wte and one of wpe. The LM head is wte
-    (tied): it is counted once, as the LM head."""
+    """Bytes of weights one decode step reads: every parameter once (in its
+    own dtype: lesson 17's packed uint8 blocks too), but of the embeddings
+    only one row of wte and one of wpe. The LM head is wte (tied): it is
+    counted once, as the LM head."""
     embeddings = ("transformer.wte.weight", "transformer.wpe.weight")
     total = 0
     for name, p in model.parameters:
         if name not in embeddings:
-            total += 4 * math.prod(int(d) for d in p.shape)
+            total += p.dtype.size_in_bytes * math.prod(int(d) for d in p.shape)
     return total + 2 * 4 * model.config.n_embd
+
+
+def decode_weights(model) -> int:
+    """How many numbers those bytes hold: the float32 model's parameter count, as decode_bytes counts them."""
+    return decode_bytes(model) // 4
 
 
 class Stamped:
@@ -461,14 +483,21 @@ def bench_forward(args, compiled, hf) -> tuple[dict, list[tuple[float, float]]]:
     return results, shares
 
 
-def bench_generate(args, compiled, cached, hf, kernel=None) -> tuple[dict, list[tuple[float, float]], float]:
+EXACT = ("max_kernel", "max_kv_cache", "max_no_cache", "hf_cache")  # float32: must choose HF's tokens
+
+
+def bench_generate(args, compiled, cached, hf, kernel=None, quantized=None, peers=None
+                   ) -> tuple[dict, list[tuple[float, float]], float]:
+    """Greedy generation, every contender in the same rounds. quantized: {format: lesson 17's
+    compiled model}, peers: {format: llama.cpp's Greedy}; their numbers differ from float32's,
+    so their tokens are reported, not checked (bench_quality measures how far they are)."""
     import numpy as np
 
     from solutions.solution_13 import generate_tokens
     from solutions.solution_14 import generate_tokens_cached
     from solutions.solution_15 import generate_batched
 
-    prompt = np.random.default_rng(SEED + 1).integers(0, hf.config.vocab_size, (1, args.prompt_tokens), dtype=np.int64)
+    prompt = generate_prompt(args, hf)
 
     def no_cache(n):
         model = Stamped(compiled)
@@ -478,15 +507,25 @@ def bench_generate(args, compiled, cached, hf, kernel=None) -> tuple[dict, list[
         model = Stamped(cached)
         return generate_tokens_cached(model, prompt, n, do_sample=False), model.stamps
 
-    def with_kernel(n):  # lesson 16: lesson 15's loop, the Mojo kernel in its decode steps
-        model = Stamped(kernel)
-        ids = generate_batched(model, [prompt[0]], n, do_sample=False, max_batch_size=1)[0]  # prompt + new tokens
-        return np.asarray(ids)[None], model.stamps
+    def one_row(engine):  # lesson 15's loop, one sequence (lesson 16's kernel, lesson 17's formats)
+        def run(n):
+            model = Stamped(engine)
+            ids = generate_batched(model, [prompt[0]], n, do_sample=False, max_batch_size=1)[0]  # prompt + new tokens
+            return np.asarray(ids)[None], model.stamps
+        return run
+
+    def peer(greedy):
+        def run(n):
+            ids, stamps = greedy(prompt[0].tolist(), n)
+            return np.asarray(ids)[None], stamps
+        return run
 
     contenders = {"max_kv_cache": with_cache, "max_no_cache": no_cache,
                   "hf_cache": lambda n: hf_generate(hf, prompt, n)}
     if kernel is not None:
-        contenders = {"max_kernel": with_kernel, **contenders}
+        contenders = {"max_kernel": one_row(kernel), **contenders}
+    contenders |= {f"max_{fmt}": one_row(engine) for fmt, engine in (quantized or {}).items()}
+    contenders |= {f"llama_{fmt}": peer(greedy) for fmt, greedy in (peers or {}).items()}
     for generate in contenders.values():
         generate(2)  # warm-up
     results, shares = {}, []
@@ -494,8 +533,10 @@ def bench_generate(args, compiled, cached, hf, kernel=None) -> tuple[dict, list[
 
         def check(outputs):
             expected = outputs["hf_cache"][0, args.prompt_tokens:].tolist()
-            for name, output in outputs.items():
-                tokens = output[0, args.prompt_tokens:].tolist()
+            for name in EXACT:
+                if name not in outputs:
+                    continue
+                tokens = outputs[name][0, args.prompt_tokens:].tolist()
                 if tokens != expected:
                     first = next(i for i, (a, b) in enumerate(zip(tokens, expected)) if a != b)
                     raise Disagreement(f"{name} and hf_cache chose different tokens generating {n}: new token "
@@ -510,6 +551,31 @@ def bench_generate(args, compiled, cached, hf, kernel=None) -> tuple[dict, list[
     longest = max(args.new_tokens)
     log(f"the logits of both MAX paths at each of {longest} steps (untimed)")
     return results, shares, cache_logit_gap(compiled, cached, prompt, longest)
+
+
+def bench_quality(args, hf, path: list[int], quantized: dict, peers: dict) -> dict:
+    """Each format's next-token distributions against HuggingFace float32 on the same weights,
+    teacher-forced along path (prompt + HF's greedy tokens): mean KL and greedy agreement."""
+    import numpy as np
+    import torch
+
+    from solutions.solution_15 import BatchedKVCache
+    from tools.quality import greedy_agreement, logits_along, next_token_kl
+
+    ids = np.asarray(path, dtype=np.int64)[None]
+    with torch.no_grad():
+        reference = hf(torch.from_numpy(ids)).logits[0, args.prompt_tokens - 1 : -1].numpy()  # [steps, vocab]
+    found = {}
+    for engine, models in (("max", quantized), ("llama", peers)):
+        for fmt, model in models.items():
+            if engine == "max":
+                cache = BatchedKVCache(model.config, 1, ids.shape[1])
+                logits = logits_along(model, cache, ids, args.prompt_tokens)
+            else:
+                logits = model.logits_along(list(path), args.prompt_tokens)
+            found[f"{engine}_{fmt}"] = {"kl_vs_fp32": float(next_token_kl(reference, logits).mean()),
+                                        "greedy_agreement": greedy_agreement(reference, logits)}
+    return found
 
 
 def bench_batches(args, batched, cached) -> tuple[dict, list[tuple[float, float]]]:
@@ -650,8 +716,20 @@ def bench(args) -> dict:
             compile_seconds["max_kernel"] = time.perf_counter() - start
         else:
             log(f"lesson 16's kernel {kernel_state}")
+    quantized, weight_bytes = {}, {}
+    if args.quantize:
+        from solutions.solution_17 import quantize_model
+
+        for fmt in args.quantize:
+            log(f"compiling GPT-2 in {fmt} (lesson 17: ops.qmatmul on lesson 15's cache)")
+            start = time.perf_counter()
+            q_model = quantize_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), fmt)
+            weight_bytes[f"max_{fmt}"] = decode_bytes(q_model)
+            quantized[fmt] = compile_batched_model(q_model, num_threads=args.threads)
+            compile_seconds[f"max_{fmt}"] = time.perf_counter() - start
+    peers, llama_state = llama_peers(args, hf, weight_bytes)
     forward, forward_shares = bench_forward(args, compiled, hf)
-    generate, generate_shares, logit_gap = bench_generate(args, compiled, cached, hf, kernel)
+    generate, generate_shares, logit_gap = bench_generate(args, compiled, cached, hf, kernel, quantized, peers)
     batches, batch_shares = bench_batches(args, batched, cached)
 
     log("bandwidth")
@@ -668,6 +746,22 @@ def bench(args) -> dict:
     row = generate[longest]
     default_path = "max_kernel" if "max_kernel" in row else "max_kv_cache"  # what generate.py runs by default
     kv = row[default_path]
+    formats = {}
+    if quantized or peers:
+        log(f"each format against HuggingFace float32 along its greedy path, {longest} steps (untimed)")
+        path = [*generate_prompt(args, hf)[0].tolist(), *row["tokens"]["hf_cache"]]
+        quality = bench_quality(args, hf, path, quantized, peers)
+        n_weights = decode_weights(cached_model)
+        for name, q in quality.items():
+            engine, fmt = name.split("_", 1)
+            formats.setdefault(engine, {})[fmt] = {
+                "weight_bytes": weight_bytes[name], "bits_per_weight": 8 * weight_bytes[name] / n_weights,
+                "decode_ms_per_token": row[name]["decode_ms_per_token"], "tokens_per_s": row[name]["tokens_per_s"],
+                **q, "decode_speedup_vs_float32": kv["decode_ms_per_token"] / row[name]["decode_ms_per_token"]}
+        for fmt, f in formats.get("max", {}).items():
+            peer = formats.get("llama", {}).get(fmt)
+            f["llama_cpp"] = peer
+            f["decode_speedup_vs_llama_cpp"] = peer["decode_ms_per_token"] / f["decode_ms_per_token"] if peer else None
     kernel_ms = row["max_kernel"]["decode_ms_per_token"] if "max_kernel" in row else None
     no_kernel_ms = row["max_kv_cache"]["decode_ms_per_token"]
     others = forward_shares + generate_shares + batch_shares
@@ -695,7 +789,10 @@ def bench(args) -> dict:
         "decode_ms_per_token_kernel": kernel_ms,
         "decode_ms_per_token_no_kernel": no_kernel_ms,
         "kernel_speedup": no_kernel_ms / kernel_ms if kernel_ms else None,
-        "llama_cpp": llama_cpp_state(),
+        **formats.get("max", {}),  # one object per --quantize format, under its name
+        "quantized_formats": list(formats.get("max", {})),
+        "llama_cpp": llama_state,
+        "llama_cpp_formats": formats.get("llama", {}),
         "tokens_identical": True,
         "cache_logit_max_abs_diff": logit_gap,
         "decode_bytes": nbytes,
@@ -713,19 +810,53 @@ def bench(args) -> dict:
     }
 
 
-def llama_cpp_state() -> str:
-    """llama.cpp is an optional peer: the course's set-up does not build it."""
+def generate_prompt(args, hf):
+    """The prompt of the generation contenders, [1, prompt_tokens] int64."""
+    import numpy as np
+
+    return np.random.default_rng(SEED + 1).integers(0, hf.config.vocab_size, (1, args.prompt_tokens), dtype=np.int64)
+
+
+def llama_peers(args, hf, weight_bytes: dict) -> tuple[dict, str]:
+    """llama.cpp, an optional peer (tools/llama_peer.py): the same weights converted to GGUF,
+    in F32 and, with --quantize, F16, Q8_0 and the formats asked for. ({format: Greedy}, state)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from tools import llama_peer
+
+    why = llama_peer.available()
+    if why:
+        return {}, f"absent: {why}"
+    import llama_cpp
+
+    from tests.twins import save_byte_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-llama-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # GGUF files of 124M: about 1.2 GB
+    log(f"llama.cpp {llama_cpp.__version__}: converting the same weights to GGUF in {folder}")
+    hf.save_pretrained(folder / "hf")
+    save_byte_tokenizer(folder / "hf", hf.config.vocab_size)
     try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return "absent (pip install llama-cpp-python to compare; not needed by the course)"
-    return "installed, not yet compared here (GGUF conversion of the same weights: issue 14)"
+        f32 = llama_peer.convert(folder / "hf", folder)
+        peers = {}
+        for fmt in ["f32", *(["f16", "q8_0", *args.quantize] if args.quantize else [])]:
+            gguf = f32 if fmt == "f32" else llama_peer.quantize(f32, fmt, folder / f"{fmt}.gguf")
+            weight_bytes[f"llama_{fmt}"] = llama_peer.weight_bytes(gguf)
+            peers[fmt] = llama_peer.Greedy(gguf, args.prompt_tokens + max(args.new_tokens), args.threads)
+    except llama_peer.LlamaPeerError as err:
+        return {}, f"failed: {err}"
+    return peers, (f"llama-cpp-python {llama_cpp.__version__}: the same weights converted by llama.cpp's "
+                   "convert_hf_to_gguf.py and quantized by llama.cpp (every matrix in the format)")
 
 
 def table(r: dict) -> str:
     m, g, mem = r["model"], r["generate"], r["memory"]
     names = {"max_kernel": "MAX, Mojo kernel", "max_kv_cache": "MAX, KV cache", "max_no_cache": "MAX, no cache",
              "hf_cache": "HF generate()", "max_batched": "MAX, batched"}
+    names |= {f"max_{fmt}": f"MAX, {fmt}" for fmt in r["quantized_formats"]}
+    names |= {f"llama_{fmt}": f"llama.cpp, {fmt}" for fmt in r["llama_cpp_formats"]}
     lines = [
         f"{m['name']}, {m['dtype']}, batch 1, {r['threads']} threads (torch and MAX), "
         f"median of {r['repeats']} interleaved runs",
@@ -756,6 +887,7 @@ def table(r: dict) -> str:
         f"{r['generate_new_tokens']} new tokens",
         kernel,
         f"llama.cpp: {r['llama_cpp']}",
+        *quantized_table(r),
         f"largest logit difference, KV cache against no cache, over the {r['generate_new_tokens']} steps: "
         f"{r['cache_logit_max_abs_diff']:.1e}",
         "",
@@ -784,6 +916,60 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def quantized_table(r: dict) -> list[str]:
+    """Lesson 17's formats and llama.cpp's, from the longest generation (the same rounds)."""
+    rows = [("MAX", fmt, r[fmt]) for fmt in r["quantized_formats"]]
+    rows += [("llama.cpp", fmt, f) for fmt, f in r["llama_cpp_formats"].items()]
+    if not rows:
+        return []
+    lines = ["", f"weight formats: greedy decode of {r['generate_new_tokens']} tokens (the rounds above); KL and "
+             "agreement against HF float32 along its greedy path",
+             f"{'engine':>9} | {'format':>6} | {'bits/weight':>11} | {'MB read':>7} | {'ms/token':>8} | "
+             f"{'vs float32':>10} | {'KL nats':>8} | {'agree':>5}"]
+    for engine, fmt, f in rows:
+        lines.append(f"{engine:>9} | {fmt:>6} | {f['bits_per_weight']:11.2f} | {f['weight_bytes'] / 1e6:7.1f} | "
+                     f"{f['decode_ms_per_token']:8.1f} | {f['decode_speedup_vs_float32']:9.2f}x | "
+                     f"{f['kl_vs_fp32']:8.4f} | {f['greedy_agreement']:5.0%}")
+    lines.append("vs float32: the course's default float32 path's decode ms/token over the row's")
+    for fmt in r["quantized_formats"]:
+        if r[fmt]["decode_speedup_vs_llama_cpp"] is not None:
+            lines.append(f"{fmt}: MAX decodes {r[fmt]['decode_speedup_vs_llama_cpp']:.2f}x llama.cpp's speed")
+    return lines
+
+
+def draw_figure(r: dict, path: Path) -> None:
+    """Decode ms/token against bits per weight, one line per engine (the float32 paths included)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_weights = r["decode_bytes"] / 4
+    g = r["generate"][str(r["generate_new_tokens"])]
+    engines = {"MAX (the course)": [(32.0, g[r["default_path"]]["decode_ms_per_token"], "f32")]
+               + [(r[f]["bits_per_weight"], r[f]["decode_ms_per_token"], f) for f in r["quantized_formats"]],
+               "llama.cpp": [(f["bits_per_weight"], f["decode_ms_per_token"], fmt)
+                             for fmt, f in r["llama_cpp_formats"].items()]}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for (label, points), marker in zip(engines.items(), "os"):
+        if points:
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
+            for x, y, fmt in points:
+                ax.annotate(fmt, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axhline(g["hf_cache"]["decode_ms_per_token"], color="grey", ls=":", label="HF generate(), float32")
+    ax.set_xlabel("bits per weight read by a decode step")
+    ax.set_ylabel("decode ms per token (median)")
+    ax.set_xlim(0, 34)
+    ax.set_ylim(0, None)
+    ax.set_title(f"{r['model']['name']}, batch 1, {r['threads']} threads: {n_weights / 1e6:.3g}M weights", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -802,6 +988,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(table(result))
+    if args.figure is not None:
+        draw_figure(result, args.figure)
+        log(f"figure: {args.figure}")
     if args.json:
         print(json.dumps(result))
     return 0

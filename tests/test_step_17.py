@@ -27,6 +27,7 @@ import numpy as np
 from tests.loading import construct, fail
 from tests.parity import assert_close, likely_cause
 from tests.twins import FULL_CONFIG, SMALL_CONFIGS, cases, lm_twins
+from tools.quality import greedy_agreement, logits_along, next_token_kl
 
 STEP = 17
 SEED = 17
@@ -295,16 +296,6 @@ def test_quantize_model_reaches_every_linear(lesson):
                          lambda: lesson.get("quantize_model")(model, "q3_x"))
 
 
-def next_token_kl(reference_logits: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """KL(reference || quantized) of the softmax distributions, per row, in nats."""
-    def log_softmax(a):
-        a = a.astype(np.float64) - a.max(-1, keepdims=True)
-        return a - np.log(np.exp(a).sum(-1, keepdims=True))
-
-    p, q = log_softmax(reference_logits), log_softmax(logits)
-    return (np.exp(p) * (p - q)).sum(-1)
-
-
 def test_gpt2_124m_in_q4_0(lesson):
     """124M in Q4_0 on lesson 15's cache, 64 steps along HuggingFace's greedy path: KL and greedy agreement."""
     import torch
@@ -323,14 +314,9 @@ def test_gpt2_124m_in_q4_0(lesson):
     with torch.no_grad():
         reference = hf(torch.from_numpy(path)).logits[0, 15 : 15 + STEPS].numpy()
     cache = BatchedKVCache(case.max, 1, path.shape[1])
-    slot, logits = cache.take(), []
     with lesson.learner_code("GPT-2 124M in q4_0: prefill, then 63 decode steps along HuggingFace's greedy tokens"):
-        for start, end in [(0, 16), *((16 + i, 17 + i) for i in range(STEPS - 1))]:
-            step_logits, keys, values = compiled(path[:, start:end], cache, [slot])
-            cache.append(keys, values, [slot])
-            logits.append(step_logits[0])
-    kl = next_token_kl(reference, np.stack(logits))
-    agreement = float(np.mean(np.stack(logits).argmax(-1) == reference.argmax(-1)))
+        logits = logits_along(compiled, cache, path, 16)
+    kl, agreement = next_token_kl(reference, logits), greedy_agreement(reference, logits)
     if not (kl.mean() <= MAX_KL and agreement >= MIN_AGREEMENT):
         fail(f"GPT-2 124M in q4_0 against HuggingFace float32 on the same weights, {STEPS} steps: mean KL "
              f"{kl.mean():.4f} nats (limit {MAX_KL}), greedy tokens agreeing {agreement:.0%} (limit "

@@ -255,3 +255,50 @@ def decode_ms_per_token(gguf: Path, prompt_ids: list[int], new_tokens: int,
         if run > 0:
             medians.append(statistics.median(steps))
     return 1000 * statistics.median(medians)
+
+
+class Greedy:
+    """One GGUF file loaded once, decoded greedily on call, as bench.py's
+    contenders are: greedy(prompt_ids, n) -> (prompt + n token ids, when
+    each new token was ready), with llama.cpp's KV cache."""
+
+    def __init__(self, gguf: Path, n_ctx: int, threads: int = 2):
+        self.gguf = Path(gguf)
+        self.llm = _load(gguf, n_ctx=n_ctx, threads=threads)
+
+    def __call__(self, prompt_ids: list[int], new_tokens: int) -> tuple[list[int], list[float]]:
+        self.llm.reset()
+        self.llm.eval(list(prompt_ids))
+        tokens, stamps = list(prompt_ids), []
+        for produced in range(1, new_tokens + 1):
+            tokens.append(int(np.argmax(_last_logits(self.llm))))
+            stamps.append(time.perf_counter())
+            if produced < new_tokens:
+                self.llm.eval([tokens[-1]])
+        return tokens, stamps
+
+    def logits_along(self, ids: list[int], prompt_tokens: int) -> np.ndarray:
+        """The logits after ids[:prompt_tokens], then after each further id: [len(ids) - prompt_tokens, vocab]."""
+        self.llm.reset()
+        self.llm.eval(list(ids[:prompt_tokens]))
+        rows = [_last_logits(self.llm)]
+        for token in ids[prompt_tokens:-1]:
+            self.llm.eval([int(token)])
+            rows.append(_last_logits(self.llm))
+        return np.stack(rows)
+
+
+def weight_bytes(gguf: Path) -> int:
+    """Bytes of weights one decode step reads from the file, as bench.py counts
+    the course's: every tensor once, but of position_embd one row; token_embd
+    is also the LM head, read whole, plus the one row its lookup reads."""
+    from gguf import GGUFReader
+
+    total = 0
+    for tensor in GGUFReader(str(gguf)).tensors:
+        row = int(tensor.n_bytes) // int(tensor.shape[-1])  # shape is [width, rows]
+        if tensor.name == "position_embd.weight":
+            total += row
+        else:
+            total += int(tensor.n_bytes) + (row if tensor.name == "token_embd.weight" else 0)
+    return total
