@@ -30,8 +30,14 @@ threads for torch and MAX:
     bandwidth measured here (a large torch.sum at 1, 2, --threads and all
     cores; the most of them, its thread count stated), and decode_vs_floor,
     the default path's decode step over that floor;
-  - llama.cpp, an optional peer: the report says whether llama-cpp-python is
-    installed (the course's set-up does not build it);
+  - with --quantize, lesson 17's formats (solution_17.quantize_model over
+    lesson 15's engine): the bytes a decode step reads, decode ms/token, and
+    how far each stays from float32 (KL of the next-token distributions and
+    greedy agreement, teacher-forced along HuggingFace's greedy tokens);
+  - llama.cpp, an optional peer (tools/llama_peer.py: llama-cpp-python and
+    its converter; the course's set-up does not build it): the same weights
+    in GGUF, F32 always, and with --quantize F16, Q8_0 and the same formats,
+    decoded in the same rounds; the report says when it is absent and why;
   - peak memory (VmHWM) of a separate process generating 512 tokens with the
     cache, against its peak after the first 32 (the limit is 10 % more);
   - many sequences at once (lesson 15, solution_15.stream_batched): the time
@@ -944,7 +950,6 @@ def draw_figure(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_weights = r["decode_bytes"] / 4
     g = r["generate"][str(r["generate_new_tokens"])]
     engines = {"MAX (the course)": [(32.0, g[r["default_path"]]["decode_ms_per_token"], "f32")]
                + [(r[f]["bits_per_weight"], r[f]["decode_ms_per_token"], f) for f in r["quantized_formats"]],
@@ -955,14 +960,17 @@ def draw_figure(r: dict, path: Path) -> None:
         if points:
             points.sort()
             ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=label)
-            for x, y, fmt in points:
-                ax.annotate(fmt, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            below = 4 if marker == "o" else -11  # MAX's labels above its points, llama.cpp's below
+            for i, (x, y, fmt) in enumerate(points):
+                left = any(p[0] == x for p in points[:i])  # a second format of the same size: label on the left
+                ax.annotate(fmt, (x, y), textcoords="offset points", xytext=(-30 if left else 4, below), fontsize=8)
     ax.axhline(g["hf_cache"]["decode_ms_per_token"], color="grey", ls=":", label="HF generate(), float32")
     ax.set_xlabel("bits per weight read by a decode step")
     ax.set_ylabel("decode ms per token (median)")
     ax.set_xlim(0, 34)
     ax.set_ylim(0, None)
-    ax.set_title(f"{r['model']['name']}, batch 1, {r['threads']} threads: {n_weights / 1e6:.3g}M weights", fontsize=10)
+    ax.set_title(f"{r['model']['name']}, batch 1, {r['threads']} threads, "
+                 f"{r['generate_new_tokens']} new tokens", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
