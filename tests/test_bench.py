@@ -1,6 +1,7 @@
 """bench.py end to end, in a subprocess, on its --quick config: every
 figure is there and sane, and MAX with the KV cache chose HuggingFace's
-tokens. No timing limits: the figures depend on the machine and its load."""
+tokens; tests/bench_context.py, on the same config. No timing limits:
+the figures depend on the machine and its load."""
 
 import json
 import math
@@ -179,19 +180,46 @@ def test_llama_cpp_on_the_same_weights(record):
         peer["q4_0"]["decode_ms_per_token"] / record["q4_0"]["decode_ms_per_token"])
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("--quick", "--quantize", "q6_k"), "q6_k cuts each weight row into blocks of 256"),
-    (("--quantize", "q3"), "--quantize must be one of q4_0, q4_k, q6_k"),
-    (("--quantize", "q4_0", "q4_0"), "--quantize names a format twice"),
-    (("--figure", "x.png"), "--figure draws the quantized formats: add --quantize"),
-    (("--new-tokens", "-3"), "--new-tokens must be >= 2"),
-    (("--threads", "0"), "--threads must be >= 1"),
-    (("--quick", "--memory-tokens", "500"), "exceed n_positions=128"),
-    (("--lengths", "x"), "invalid int value"),
-    (("--batch-sizes", "0"), "--batch-sizes must be >= 1"),
+# --- tests/bench_context.py: where a decode step's time goes as the context grows ---
+
+
+def run_context(*args, timeout=600):
+    return subprocess.run([sys.executable, str(REPO / "tests" / "bench_context.py"), *args], capture_output=True,
+                          text=True, cwd=REPO, env=offline_env(), timeout=timeout)
+
+
+def test_context_benchmark_times_the_engine_beside_the_model_alone():
+    """The engine's graph (window, then model) and the model handed the cut cache give the same
+    logits at every length, so their difference is the window's cost."""
+    result = run_context("--quick", "--repeats", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["command"] == "python tests/bench_context.py --quick --repeats 3 --json"
+    rows = record["paths"]["float32"]
+    assert [row["cached"] for row in rows] == [4, 60]
+    for row in rows:
+        assert row["logit_gap"] <= 1e-4
+        assert positive(row["step_ms"]) and positive(row["direct_ms"])
+        assert math.isclose(row["window_ms"], row["step_ms"] - row["direct_ms"])
+
+
+@pytest.mark.parametrize("script, args, fragment", [
+    ("bench.py", ("--quick", "--quantize", "q6_k"), "q6_k cuts each weight row into blocks of 256"),
+    ("bench.py", ("--quantize", "q3"), "--quantize must be one of q4_0, q4_k, q6_k"),
+    ("bench.py", ("--quantize", "q4_0", "q4_0"), "--quantize names a format twice"),
+    ("bench.py", ("--figure", "x.png"), "--figure draws the quantized formats: add --quantize"),
+    ("bench.py", ("--new-tokens", "-3"), "--new-tokens must be >= 2"),
+    ("bench.py", ("--threads", "0"), "--threads must be >= 1"),
+    ("bench.py", ("--quick", "--memory-tokens", "500"), "exceed n_positions=128"),
+    ("bench.py", ("--lengths", "x"), "invalid int value"),
+    ("bench.py", ("--batch-sizes", "0"), "--batch-sizes must be >= 1"),
+    ("bench_context.py", ("--paths", "q9"), "unknown path 'q9'"),
+    ("bench_context.py", ("--quick", "--paths", "q6_k"), "--quick is 64 wide"),
+    ("bench_context.py", ("--lengths", "0"), "--lengths must be in [1, 1023]"),
+    ("bench_context.py", ("--repeats", "0"), "--repeats and --threads must be >= 1"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, fragment):
-    result = run(*args, timeout=60)
+def test_bad_input_is_one_line_and_exit_2(script, args, fragment):
+    result = (run if script == "bench.py" else run_context)(*args, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and fragment in result.stderr
     assert result.stdout == ""
