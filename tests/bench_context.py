@@ -16,8 +16,9 @@ weights in one session, interleaved:
           (contiguous arrays made before the clock starts): no window.
 
 step - direct is what the window costs; how direct grows with L is the
-model's own growth: attention (one query per head against L keys, in
-every layer) and its mask are the only parts whose work depends on L.
+model's own growth: attention (each layer's concatenation of cached and
+new keys and values, one query per head against L keys, and the mask)
+is the only part whose work depends on L.
 Both graphs must give the same logits, or no time is reported (exit 1).
 
 This is a benchmark, not a test: timings depend on the machine and its load.
