@@ -52,6 +52,11 @@ WINDOW_COPIES = 2
 MARGIN_MB = 128
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tools.cli import BadInput, OneLineParser  # noqa: E402
+
+MEMORY_PROMPT_ROOM = 32  # the memory check's prompts take up to 8 tokens; each request writes some new ones
 PROMPT = "The meaning of life is"
 
 
@@ -174,8 +179,10 @@ def generate_py(model: str, n: int, env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv) -> argparse.Namespace:
+    """The options; bad input is a BadInput of one line, before any server starts."""
+    ap = OneLineParser(prog="serve/bench_serve.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     which = ap.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="a GPT-2 folder written by save_pretrained")
     which.add_argument("--random-124m", type=Path, metavar="DIR",
@@ -184,10 +191,29 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="first start with an empty MAX compile cache")
     ap.add_argument("--memory-tokens", type=int, default=512,
                     help="tokens (prompt + new) of each of the eight requests of the memory check")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.new_tokens < 1:
+        raise BadInput(f"--new-tokens must be >= 1, got {args.new_tokens}")
+    if args.model is not None:
+        config = Path(args.model) / "config.json"
+        if not config.is_file():
+            raise BadInput(f"--model {args.model}: no config.json there (a folder written by save_pretrained)")
+        n_positions = json.loads(config.read_text()).get("n_positions", 1024)
+    else:
+        n_positions = 1024  # GPT-2 124M
+    if not MEMORY_PROMPT_ROOM <= args.memory_tokens <= n_positions:
+        raise BadInput(f"--memory-tokens must be in [{MEMORY_PROMPT_ROOM}, {n_positions}], got {args.memory_tokens}")
+    return args
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+    except BadInput as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.random_124m is not None:
         if not (args.random_124m / "config.json").is_file():
-            sys.path.insert(0, str(REPO))
             from tests.twins import save_checkpoint
 
             args.random_124m.mkdir(parents=True, exist_ok=True)
@@ -226,7 +252,8 @@ def main() -> None:
     res["load_average_end"] = round(os.getloadavg()[0], 1)
     res["logs"] = str(logs)
     print(json.dumps(res, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

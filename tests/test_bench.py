@@ -1,7 +1,9 @@
 """bench.py end to end, in a subprocess, on its --quick config: every
 figure is there and sane, and MAX with the KV cache chose HuggingFace's
-tokens; tests/bench_context.py, on the same config. No timing limits:
-the figures depend on the machine and its load."""
+tokens; tests/bench_context.py, on the same config; the one-line
+refusals of the benchmarks (bench.py, tests/bench_context.py and
+serve/bench_serve.py). No timing limits: the figures depend on the
+machine and its load."""
 
 import json
 import math
@@ -15,9 +17,13 @@ from tests.lessons import REPO
 from tools.offline import offline_env
 
 
-def run(*args, timeout=900):
-    return subprocess.run([sys.executable, str(REPO / "bench.py"), *args], capture_output=True, text=True,
+def run_script(script: str, *args, timeout=900):
+    return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True,
                           cwd=REPO, env=offline_env(), timeout=timeout)
+
+
+def run(*args, timeout=900):
+    return run_script("bench.py", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -183,15 +189,10 @@ def test_llama_cpp_on_the_same_weights(record):
 # --- tests/bench_context.py: where a decode step's time goes as the context grows ---
 
 
-def run_context(*args, timeout=600):
-    return subprocess.run([sys.executable, str(REPO / "tests" / "bench_context.py"), *args], capture_output=True,
-                          text=True, cwd=REPO, env=offline_env(), timeout=timeout)
-
-
 def test_context_benchmark_times_the_engine_beside_the_model_alone():
     """The engine's graph (window, then model) and the model handed the cut cache give the same
     logits at every length, so their difference is the window's cost."""
-    result = run_context("--quick", "--repeats", "3", "--json")
+    result = run_script("tests/bench_context.py", "--quick", "--repeats", "3", "--json", timeout=600)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.splitlines()[-1])
     assert record["command"] == "python tests/bench_context.py --quick --repeats 3 --json"
@@ -213,13 +214,17 @@ def test_context_benchmark_times_the_engine_beside_the_model_alone():
     ("bench.py", ("--quick", "--memory-tokens", "500"), "exceed n_positions=128"),
     ("bench.py", ("--lengths", "x"), "invalid int value"),
     ("bench.py", ("--batch-sizes", "0"), "--batch-sizes must be >= 1"),
-    ("bench_context.py", ("--paths", "q9"), "unknown path 'q9'"),
-    ("bench_context.py", ("--quick", "--paths", "q6_k"), "--quick is 64 wide"),
-    ("bench_context.py", ("--lengths", "0"), "--lengths must be in [1, 1023]"),
-    ("bench_context.py", ("--repeats", "0"), "--repeats and --threads must be >= 1"),
+    ("tests/bench_context.py", ("--paths", "q9"), "unknown path 'q9'"),
+    ("tests/bench_context.py", ("--quick", "--paths", "q6_k"), "--quick is 64 wide"),
+    ("tests/bench_context.py", ("--lengths", "0"), "--lengths must be in [1, 1023]"),
+    ("tests/bench_context.py", ("--repeats", "0"), "--repeats and --threads must be >= 1"),
+    ("serve/bench_serve.py", ("--new-tokens", "5"), "one of the arguments --model --random-124m is required"),
+    ("serve/bench_serve.py", ("--random-124m", "unused", "--new-tokens", "0"), "--new-tokens must be >= 1"),
+    ("serve/bench_serve.py", ("--model", "no-such-folder"), "no config.json there"),
+    ("serve/bench_serve.py", ("--random-124m", "unused", "--memory-tokens", "2000"), "--memory-tokens must be in [32, 1024]"),
 ])
 def test_bad_input_is_one_line_and_exit_2(script, args, fragment):
-    result = (run if script == "bench.py" else run_context)(*args, timeout=60)
+    result = run_script(script, *args, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and fragment in result.stderr
     assert result.stdout == ""
