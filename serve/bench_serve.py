@@ -17,9 +17,10 @@ to GPT-2's 50257 tokens), so no download is needed.
    started with --max-length T (T = --memory-tokens, 512): its peak
    resident memory (sampled every 20 ms) while eight requests of T tokens
    (prompt + new) run at once, against a budget: the process before them
-   (weights, compiled graph, MAX) + the cache (8 x T x 72 KiB at 124M:
-   2 x 4 bytes x n_layer x n_embd per token) + twice that for the window
-   the graph copies per step + 128 MB (WINDOW_COPIES, MARGIN_MB);
+   (weights, compiled graph, MAX, and the cache, 8 x T x 72 KiB at 124M:
+   2 x 4 bytes x n_layer x n_embd per token, which the server makes
+   resident at start) + twice the cache for the window the graph copies
+   per step + 128 MB (WINDOW_COPIES, MARGIN_MB);
 4. generate.py --greedy --json on the same model and prompt (its
    tokens_per_second), after the server has stopped.
 Every request goes to 127.0.0.1 and asks for exactly N tokens (ignore_eos).
@@ -43,9 +44,9 @@ from pathlib import Path
 
 import httpx
 
-# The memory budget, over the process before the requests (weights, compiled graph, MAX):
-# the cache itself (every slot full), and the step's working memory: the graph copies the
-# rows' filled window twice (the gathered past keys and values, then each layer's
+# The memory budget, over the process before the requests (weights, compiled graph, MAX and
+# the cache, whose pages serve/gpt2_arch/loader.py touches at start): the step's working
+# memory: the graph copies the rows' filled window twice (the gathered past keys and values, then each layer's
 # concatenation with the new ones), as large as the cache at the last step; and a margin
 # for the rest (activations, logits, MAX's allocator keeping its high-water mark).
 WINDOW_COPIES = 2
@@ -164,7 +165,7 @@ def memory_check(model: str, env: dict, log: Path, tokens: int) -> dict:
     finally:
         stop(proc)
     cache_mb = 8 * tokens * 2 * 4 * config.n_layer * config.n_embd / 2**20
-    budget = before + cache_mb + WINDOW_COPIES * cache_mb + MARGIN_MB
+    budget = before + WINDOW_COPIES * cache_mb + MARGIN_MB  # before holds the cache already
     return {"tokens_per_request": tokens, "requests": 8, "before_mb": round(before), "peak_mb": round(peak),
             "cache_mb": round(cache_mb), "window_copies_mb": round(WINDOW_COPIES * cache_mb), "margin_mb": MARGIN_MB,
             "budget_mb": round(budget), "peak_over_before_mb": round(peak - before), "within_budget": peak <= budget}
