@@ -46,9 +46,9 @@ import httpx
 
 # The memory budget, over the process before the requests (weights, compiled graph, MAX and
 # the cache, whose pages serve/gpt2_arch/loader.py touches at start): the step's working
-# memory: the graph copies the rows' filled window twice (the gathered past keys and values, then each layer's
-# concatenation with the new ones), as large as the cache at the last step; and a margin
-# for the rest (activations, logits, MAX's allocator keeping its high-water mark).
+# memory: the graph copies the rows' filled window twice (the gathered past keys and values,
+# then each layer's concatenation with the new ones), as large as the cache at the last step;
+# and a margin for the rest (activations, logits, MAX's allocator keeping its high-water mark).
 WINDOW_COPIES = 2
 MARGIN_MB = 128
 
@@ -57,7 +57,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from tools.cli import BadInput, OneLineParser  # noqa: E402
 
-MEMORY_PROMPT_ROOM = 32  # the memory check's prompts take up to 8 tokens; each request writes some new ones
+# The memory check's prompts are 6 GPT-2 tokens, 24 with --random-124m's byte-level tokenizer:
+# requests of at least this many tokens still write some new ones.
+MEMORY_PROMPT_ROOM = 32
 PROMPT = "The meaning of life is"
 
 

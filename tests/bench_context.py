@@ -99,13 +99,12 @@ def build_path(path: str, args, hf):
         from solutions.solution_16 import KERNELS, KernelGPT2LMHeadModel
         from tools.generation import kernel_problem
         from tools.kv_engine import compile_kernel_model
-        from tools.mojo_package import build_package
 
         if problem := kernel_problem():
             raise BadInput(f"lesson 16's kernel is not built here: {problem}")
         model = build_max(KernelGPT2LMHeadModel, args.overrides, hf)
         engine = compile_kernel_model(model, KERNELS, num_threads=args.threads)
-        extensions = [build_package(KERNELS)]
+        extensions = [engine.package]
     else:
         model = build_max(BatchedGPT2LMHeadModel, args.overrides, hf)
         if path != "float32":

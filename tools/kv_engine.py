@@ -233,6 +233,7 @@ class CompiledKernelModel(CompiledBatchedModel):
 
         package = build_package(kernels)
         super().__init__(model, num_threads=num_threads, custom_extensions=[package])  # the prefill graph
+        self.package = package  # the Mojo package both graphs load
         decode, _ = build_graph(self.window(model), *self.input_types(model.config, seq=1), custom_extensions=[package])
         self.decode_model = self.session.load(decode, weights_registry=self.weights)  # the same arrays
         self.kernel_calls = str(decode).count('"gpt2_matvec"')  # calls of the op in one decode step
