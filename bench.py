@@ -18,8 +18,9 @@ threads for torch and MAX:
     stopping at end-of-text: MAX without a cache (solution_13.generate_tokens,
     the whole sequence at every step), MAX with the KV cache
     (solution_14.generate_tokens_cached), MAX with lesson 16's Mojo kernel in
-    its decode steps (lesson 15's loop, tools/kv_engine.py's kernel engine;
-    left out with --no-kernel, or when it does not build here, which the
+    its decode steps and attention reading the cache in place (lesson 15's
+    loop, tools/kv_engine.py's kernel engine, tools/decode_in_place.py;
+    left out with --no-kernel, or when they do not build here, which the
     report says) and HuggingFace generate() with its cache: tokens/s over
     the whole call and decode ms per token (the median step). All must
     choose the same tokens, or no speed is reported. The top-level figures
@@ -31,7 +32,8 @@ threads for torch and MAX:
     cores; the most of them, its thread count stated), and decode_vs_floor,
     the default path's decode step over that floor;
   - with --quantize, lesson 17's formats (solution_17.quantize_model over
-    lesson 15's engine): the bytes a decode step reads, decode ms/token, and
+    lesson 15's engine, attention in place when the kernel is in the run):
+    the bytes a decode step reads, decode ms/token, and
     how far each stays from float32 (KL of the next-token distributions and
     greedy agreement, teacher-forced along HuggingFace's greedy tokens);
   - llama.cpp, an optional peer (tools/llama_peer.py: llama-cpp-python and
@@ -715,10 +717,11 @@ def bench(args) -> dict:
         problem = kernel_problem()
         kernel_state = f"not built: {problem}" if problem else True
         if problem is None:
-            log("compiling the Mojo kernel's model (lesson 16: a prefill graph and a decode graph)")
+            log("compiling the Mojo kernel's model (lesson 16: a prefill graph and a decode graph, "
+                "whose attention reads the cache in place)")
             start = time.perf_counter()
             kernel = compile_kernel_model(build_max(KernelGPT2LMHeadModel, args.overrides, hf), KERNELS,
-                                          num_threads=args.threads)
+                                          num_threads=args.threads, in_place=True)
             compile_seconds["max_kernel"] = time.perf_counter() - start
         else:
             log(f"lesson 16's kernel {kernel_state}")
@@ -727,11 +730,13 @@ def bench(args) -> dict:
         from solutions.solution_17 import quantize_model
 
         for fmt in args.quantize:
-            log(f"compiling GPT-2 in {fmt} (lesson 17: ops.qmatmul on lesson 15's cache)")
+            in_place = kernel is not None  # the Mojo ops build here: the in-place attention too
+            log(f"compiling GPT-2 in {fmt} (lesson 17: ops.qmatmul on lesson 15's cache"
+                + (", attention in place)" if in_place else ")"))
             start = time.perf_counter()
             q_model = quantize_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), fmt)
             weight_bytes[f"max_{fmt}"] = decode_bytes(q_model)
-            quantized[fmt] = compile_batched_model(q_model, num_threads=args.threads)
+            quantized[fmt] = compile_batched_model(q_model, num_threads=args.threads, in_place=in_place)
             compile_seconds[f"max_{fmt}"] = time.perf_counter() - start
     peers, llama_state = llama_peers(args, hf, weight_bytes)
     forward, forward_shares = bench_forward(args, compiled, hf)

@@ -14,11 +14,14 @@ It decodes with the KV cache by default, through lesson 15's loop
 (stream_batched): each prompt goes through the model once, then one model
 call per step runs the newest token of every unfinished prompt, up to
 --max-batch-size prompts at a time, so they share one read of the weights.
-The decode steps run lesson 16's Mojo kernel in place of MAX's matmul
-when it builds here (the `mojo` compiler comes with max; the first run
-builds it, later runs reuse it); --no-kernel takes lesson 15's graph.
+The decode steps run lesson 16's Mojo kernel in place of MAX's matmul,
+and attention that reads the KV cache where it lies (a second Mojo op,
+tools/decode_in_place.py) instead of copying the filled part out of it,
+when they build here (the `mojo` compiler comes with max; the first run
+builds them, later runs reuse them); --no-kernel takes lesson 15's graph.
 --quantize q4_0 (or q4_k, q6_k) stores every Linear's weight in that GGUF
-block format (lesson 17) and decodes with MAX's ops.qmatmul instead: fewer
+block format (lesson 17) and decodes with MAX's ops.qmatmul instead (and
+the in-place attention, unless --no-kernel): fewer
 bytes per step, and other numbers than float32 (its tokens may differ).
 --no-cache takes lesson 12's path instead: the whole sequence through the
 model for every token, one prompt after the other (slower; the same numbers
@@ -86,8 +89,9 @@ def build_parser() -> OneLineParser:
                        help="lesson 12's path: run the whole sequence through the model for every new token "
                        "(default: off, i.e. lesson 15's KV cache: each prompt once, then one token per step)")
     where.add_argument("--no-kernel", action="store_true",
-                       help="decode without lesson 16's Mojo kernel: lesson 15's graph, MAX's matmul (default: off, "
-                       "i.e. the kernel in every decode step when it builds here; without it, a note and lesson 15)")
+                       help="decode without the Mojo ops (lesson 16's kernel, the in-place attention): lesson 15's "
+                       "graph, MAX's matmul (default: off, i.e. the ops in every decode step when they build here; "
+                       "without them, a note and lesson 15)")
     where.add_argument("--quantize", default=None, metavar="FORMAT",
                        help="lesson 17: store every Linear's weight in a GGUF block format, q4_0, q4_k or q6_k "
                        "(solutions/solution_17.py's quantize_model; the embeddings stay float32), decoded by "
@@ -328,6 +332,7 @@ def run(argv, stdout, stdin=None) -> int:
             "finish_reason": result["finish_reason"],
             "kv_cache": code.cached,
             "kernel": code.kernel,
+            "attention_in_place": code.in_place,
             "quantize": code.quantize,
             "do_sample": args.do_sample,
             "temperature": args.temperature if args.do_sample else None,
@@ -392,9 +397,11 @@ def open_checkpoint(args, prompts: list[str]):
     return found, config, tokenizer, all_ids, eos
 
 
-def kernel_wanted(args) -> bool:
-    """Lesson 16's kernel, unless --no-kernel, --no-cache or --quantize, or it does not build here (then a note says why)."""
-    if args.no_kernel or args.no_cache or args.quantize:
+def mojo_wanted(args) -> bool:
+    """The course's Mojo ops on the decode path (lesson 16's kernel, and attention
+    that reads the cache in place), unless --no-kernel or --no-cache, or they
+    do not build here (then a note says why)."""
+    if args.no_kernel or args.no_cache:
         return False
     from tools.generation import kernel_or_note
 
@@ -407,7 +414,9 @@ def lesson_code(args):
     from tools.generation import reference_code, with_quantized
 
     if not (args.steps or args.steps_dir is not None):
-        return reference_code(cache=not args.no_cache, kernel=kernel_wanted(args), quantize=args.quantize)
+        mojo = mojo_wanted(args)  # with --quantize: the in-place attention only (ops.qmatmul does the products)
+        return reference_code(cache=not args.no_cache, kernel=mojo and not args.quantize, quantize=args.quantize,
+                              in_place=mojo)
     from tools.steps import learner_code
 
     code = learner_code(args.steps_dir or REPO / "steps", cache=not args.no_cache)

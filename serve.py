@@ -57,8 +57,9 @@ def build_parser() -> OneLineParser:
     p.add_argument("--steps-dir", type=Path, default=None, metavar="DIR",
                    help="for maintainers and tests: read step_15.py from DIR (implies --steps)")
     p.add_argument("--no-kernel", action="store_true",
-                   help="decode without lesson 16's Mojo kernel (lesson 15's graph); by default the kernel runs "
-                   "in every decode step when it builds here (with --steps: lesson 15, always)")
+                   help="decode without the Mojo ops (lesson 16's kernel, the in-place attention): lesson 15's "
+                   "graph; by default they run in every decode step when they build here (with --steps: "
+                   "lesson 15, always)")
     p.add_argument("--quantize", default=None, metavar="FORMAT",
                    help="lesson 17: every Linear's weight in q4_0, q4_k or q6_k (solutions/solution_17.py's "
                    "quantize_model), decoded by MAX's ops.qmatmul instead of the kernel (default: float32)")
@@ -129,7 +130,7 @@ def max_serve_command(args, found, config) -> tuple[list[str], dict]:
         env["GPT2_SERVE_QUANTIZE"] = args.quantize
     if args.steps or args.steps_dir:
         env["GPT2_SERVE_STEPS_DIR"] = str((args.steps_dir or REPO / "steps").resolve())
-    elif not args.no_kernel and not args.quantize:
+    elif not args.no_kernel:
         from tools.generation import kernel_or_note
 
         if kernel_or_note("serving"):  # built here, once, before MAX starts the model's process

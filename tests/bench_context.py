@@ -8,18 +8,24 @@
 A decode step of lessons 15-17 (tools/kv_engine.py) runs one graph: the
 window (BatchWindow: each row's filled part of the cache buffers, sliced
 out, then the rows gathered) and then the model. This times, for one
-sequence (batch 1) with L positions cached, two graphs over the same
+sequence (batch 1) with L positions cached, three graphs over the same
 weights in one session, interleaved:
 
-  step    the engine's own graph, called as generate.py calls it;
-  direct  the model alone, handed past keys and values already cut to L
-          (contiguous arrays made before the clock starts): no window.
+  step      lesson 15's graph: the window, then the model;
+  direct    the model alone, handed past keys and values already cut to L
+            (contiguous arrays made before the clock starts): no window;
+  in place  the decode step whose attention reads the cache buffers where
+            they lie (tools/decode_in_place.py, a Mojo op): neither the
+            window nor attention's concatenation copies anything.
 
 step - direct is what the window costs; how direct grows with L is the
 model's own growth: attention (each layer's concatenation of cached and
 new keys and values, one query per head against L keys, and the mask)
-is the only part whose work depends on L.
-Both graphs must give the same logits, or no time is reported (exit 1).
+is the only part whose work depends on L. in place is what generate.py,
+bench.py and serve.py run when the Mojo packages build here.
+All three must give the same logits (a quantized path's in-place graph: the
+same next-token distribution, tools/decode_in_place.py's QUANTIZED_KL), or no time is reported
+(exit 1).
 
 This is a benchmark, not a test: timings depend on the machine and its load.
 Random O(1)-scale weights (tests/twins.py); nothing is downloaded.
@@ -41,9 +47,11 @@ if str(REPO) not in sys.path:
 from bench import FULL, QUICK, Disagreement, build_hf, build_max, machine, median, use_threads, wait_until_idle  # noqa: E402
 from tools.cli import BadInput, OneLineParser  # noqa: E402
 from tools.offline import go_offline  # noqa: E402
+from tools.decode_in_place import QUANTIZED_KL  # noqa: E402
+from tools.quality import next_token_kl  # noqa: E402
 
 PATHS = ("float32", "kernel", "q4_0", "q4_k", "q6_k")
-AGREE = 1e-4  # the two graphs run the same operations on the same numbers
+AGREE = 1e-4  # the graphs run the same operations on the same numbers (in place: to float32 rounding)
 
 
 def direct_module(model):
@@ -119,10 +127,16 @@ def build_path(path: str, args, hf):
     graph, _ = build_graph(direct_module(model), TensorType(DType.int64, ["batch", seq], device=cpu), past, past,
                            TensorType(DType.int64, ["batch"], device=cpu), custom_extensions=extensions)
     direct = engine.session.load(graph, weights_registry=engine.weights)
-    return engine, direct
+    from tools.decode_in_place import ATTENTION_KERNELS, InPlaceDecode
+    from tools.mojo_package import build_package
+
+    graph, _ = build_graph(InPlaceDecode(model), *engine.input_types(config, seq=1),
+                           custom_extensions=[*extensions, build_package(ATTENTION_KERNELS)])
+    in_place = engine.session.load(graph, weights_registry=engine.weights)
+    return engine, direct, in_place
 
 
-def time_path(engine, direct, args) -> list[dict]:
+def time_path(engine, direct, in_place, args, quantized: bool) -> list[dict]:
     import numpy as np
     from max import driver
 
@@ -148,19 +162,31 @@ def time_path(engine, direct, args) -> list[dict]:
             inputs = (token, keys, values, lengths)
             return np.from_dlpack(direct.execute(*(driver.Tensor.from_numpy(a) for a in inputs))[0])
 
-        gap = float(np.abs(run_step() - run_direct()).max())
+        def run_in_place():
+            inputs = (token, cache.keys, cache.values, rows, lengths)
+            return np.from_dlpack(in_place.execute(*(driver.Tensor.from_numpy(a) for a in inputs))[0])
+
+        runs = {"step": run_step, "direct": run_direct, "in_place": run_in_place}
+        logits = {name: run() for name, run in runs.items()}
+        gap = float(np.abs(logits["step"] - logits["direct"]).max())
+        in_place_gap = float(np.abs(logits["step"] - logits["in_place"]).max())
+        kl = float(next_token_kl(logits["step"], logits["in_place"]).max())
         if not gap <= AGREE:
-            raise Disagreement(f"at {length} cached positions the engine and the direct graph differ by {gap:.2e}")
+            raise Disagreement(f"at {length} cached positions the step's and the direct graph's logits differ by {gap:.2e}")
+        if not (kl <= QUANTIZED_KL if quantized else in_place_gap <= AGREE):
+            raise Disagreement(f"at {length} cached positions the in-place graph's logits differ from the step's by "
+                               f"{in_place_gap:.2e} (KL {kl:.2e} nats)")
         wait_until_idle(5.0)
-        seconds = {"step": [], "direct": []}
-        for _ in range(args.repeats):  # interleaved, so that both see the same machine
-            for name, run in (("step", run_step), ("direct", run_direct)):
+        seconds = {name: [] for name in runs}
+        for _ in range(args.repeats):  # interleaved, so that all see the same machine
+            for name, run in runs.items():
                 start = time.perf_counter()
                 run()
                 seconds[name].append(time.perf_counter() - start)
-        step, plain = (1e3 * median(seconds[name]) for name in ("step", "direct"))
+        step, plain, in_place_ms = (1e3 * median(seconds[name]) for name in runs)
         rows_out.append({"cached": length, "step_ms": step, "direct_ms": plain, "window_ms": step - plain,
-                         "logit_gap": gap})
+                         "in_place_ms": in_place_ms, "logit_gap": gap, "in_place_logit_gap": in_place_gap,
+                         "in_place_kl": kl})
     return rows_out
 
 
@@ -173,21 +199,21 @@ def run(argv) -> tuple[argparse.Namespace, dict]:
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
               "threads": args.threads, "repeats": args.repeats, "batch": 1, "paths": {}}
     for path in args.paths:
-        print(f"compiling the {path} engine and its direct graph", file=sys.stderr, flush=True)
-        engine, direct = build_path(path, args, hf)
-        result["paths"][path] = time_path(engine, direct, args)
+        print(f"compiling the {path} engine, its direct graph and the in-place one", file=sys.stderr, flush=True)
+        result["paths"][path] = time_path(*build_path(path, args, hf), args, quantized=path.startswith("q"))
     return args, result
 
 
 def report(result: dict) -> str:
     lines = [f"decode step, batch 1, {result['threads']} threads, median of {result['repeats']} ({result['date']})",
-             f"{'path':8} {'cached':>6} {'step ms':>8} {'direct':>8} {'window':>8} {'growth':>8}"]
+             f"{'path':8} {'cached':>6} {'step ms':>8} {'direct':>8} {'window':>8} {'growth':>8} {'in place':>8}"]
     for path, rows in result["paths"].items():
         for row in rows:
             growth = row["direct_ms"] - rows[0]["direct_ms"]
             lines.append(f"{path:8} {row['cached']:6d} {row['step_ms']:8.2f} {row['direct_ms']:8.2f} "
-                         f"{row['window_ms']:8.2f} {growth:+8.2f}")
-    lines.append("window = step - direct (the cache's slice and gather); growth = direct's rise from the first length")
+                         f"{row['window_ms']:8.2f} {growth:+8.2f} {row['in_place_ms']:8.2f}")
+    lines.append("window = step - direct (the cache's slice and gather); growth = direct's rise from the first "
+                 "length;\nin place = the decode step that reads the cache where it lies (no copies)")
     return "\n".join(lines)
 
 

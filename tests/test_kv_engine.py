@@ -1,6 +1,8 @@
 """The fast path of lesson 14 (solutions/solution_14.py on tools/kv_engine.py):
 the same tokens as step 12's uncached path and HuggingFace at 124M, one
-compiled graph for every batch and length, and clear errors."""
+compiled graph for every batch and length, and clear errors; and the
+decode step whose attention reads the cache in place
+(tools/decode_in_place.py) against HuggingFace and lesson 15's graph."""
 
 import numpy as np
 import pytest
@@ -72,3 +74,74 @@ def test_bad_calls_are_refused_with_a_clear_error():
         compiled(np.zeros((3, 1), np.int64), cache)
     with pytest.raises(ValueError, match="n_positions=128"):
         generate_tokens_cached(compiled, np.zeros((1, 100), np.int64), 29, do_sample=False)
+
+
+# --- the decode step whose attention reads the cache in place (tools/decode_in_place.py) ---
+
+
+def reference_lesson(step):
+    from tests.lessons import solution_path
+    from tests.loading import Lesson
+
+    return Lesson(step, solution_path(step))
+
+
+@pytest.mark.parametrize("path", ["float32", "kernel"])
+def test_in_place_decode_matches_huggingface_row_by_row(path):
+    """Lesson 15's rows check (prompts of 1, 7 and 20 tokens, a prompt joining a
+    freed slot) on the engine whose decode steps read the cache in place:
+    every row's logits at every step equal HuggingFace on that row alone."""
+    from tests.test_step_15 import check_rows
+    from tools.generation import kernel_problem
+    from tools.kv_engine import compile_batched_model, compile_kernel_model
+
+    if problem := kernel_problem():
+        pytest.skip(f"the Mojo ops do not build here: {problem}")
+    if path == "kernel":
+        from solutions.solution_16 import KERNELS
+
+        lesson, model_class = reference_lesson(16), "KernelGPT2LMHeadModel"
+        compile_model = lambda model: compile_kernel_model(model, KERNELS, in_place=True)  # noqa: E731
+    else:
+        lesson, model_class = reference_lesson(15), "BatchedGPT2LMHeadModel"
+        compile_model = lambda model: compile_batched_model(model, in_place=True)  # noqa: E731
+    _, compiled = check_rows(lesson, SMALL, seed=46, model_class=model_class, compile_model=compile_model)
+    assert compiled.in_place and compiled.decode_model is not None
+
+
+def test_in_place_decode_of_quantized_weights_follows_lesson_15s_graph():
+    """Q4_0 has no HuggingFace twin: fed the same tokens, rows of different
+    lengths in any order, the in-place engine (on its own cache) must give
+    the next-token distributions of lesson 15's graph on the same quantized
+    weights, within QUANTIZED_KL (why not a logit tolerance: its comment)."""
+    from solutions.solution_15 import BatchedGPT2LMHeadModel, BatchedKVCache
+    from solutions.solution_17 import quantize_model
+    from tools.decode_in_place import QUANTIZED_KL
+    from tools.generation import kernel_problem
+    from tools.kv_engine import compile_batched_model
+    from tools.quality import next_token_kl
+
+    if problem := kernel_problem():
+        pytest.skip(f"the Mojo ops do not build here: {problem}")
+    _, model = lm_twins(SMALL, 47, BatchedGPT2LMHeadModel(SMALL.max))
+    model = quantize_model(model, "q4_0")
+    engines = {"lesson 15's graph": compile_batched_model(model), "in place": compile_batched_model(model, in_place=True)}
+    caches = {name: BatchedKVCache(SMALL.max, 3, capacity=24) for name in engines}
+    rng = np.random.default_rng(47)
+    prompts = [rng.integers(0, SMALL.max.vocab_size, (1, n)) for n in (1, 9, 17)]
+    steps = [([1, 2], rng.integers(0, SMALL.max.vocab_size, (2, 1)))]  # not every slot
+    steps += [([2, 0, 1], rng.integers(0, SMALL.max.vocab_size, (3, 1))) for _ in range(3)]  # any order
+    logits = {}
+    for name, engine in engines.items():
+        cache, logits[name] = caches[name], []
+        for slot, prompt in enumerate(prompts):
+            cache.take()
+            _, keys, values = engine(prompt, cache, [slot])
+            cache.append(keys, values, [slot])
+        for rows, ids in steps:
+            step_logits, keys, values = engine(ids, cache, rows)
+            cache.append(keys, values, rows)
+            logits[name].append(step_logits)
+    for i, (reference, in_place) in enumerate(zip(*logits.values())):
+        kl = next_token_kl(reference, in_place).max()
+        assert kl <= QUANTIZED_KL, f"Q4_0 decode step {i + 1}: the in-place step's next-token KL from lesson 15's is {kl:.2e} nats"

@@ -162,7 +162,8 @@ def complete(server, client, prompt, n: int, **options):
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_greedy_is_huggingface_generate(server, client, hf, prompt):
     """By default the server decodes with lesson 16's Mojo kernel (its model process says which path it compiled)."""
-    assert "; KV cache, Mojo kernel" in server.output(), "the server did not compile lesson 16's kernel path"
+    assert "; KV cache, Mojo kernel, attention in place" in server.output(), \
+        "the server did not compile the Mojo path (lesson 16's kernel, the in-place attention)"
     response, generated = complete(server, client, prompt, 12, temperature=0)
     expected = hf_greedy(hf, prompt, 12)
     assert generated == expected, f"token ids for {prompt!r}"

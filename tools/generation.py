@@ -97,6 +97,7 @@ class LessonCode:
     stream_batched: Callable | None = None
     kernel: bool = False  # lesson 16's Mojo kernel on the decode path
     quantize: str | None = None  # lesson 17's weight format (q4_0, q4_k, q6_k), or float32
+    in_place: bool = False  # decode steps' attention reads the cache in place (tools/decode_in_place.py)
 
     @property
     def cached(self) -> bool:
@@ -107,41 +108,47 @@ class LessonCode:
         """The path in a few words, for the commands' reports."""
         if not self.cached:
             return "no cache"
-        if self.quantize:
-            return f"KV cache, {self.quantize} weights"
-        return "KV cache, Mojo kernel" if self.kernel else "KV cache"
+        path = f"KV cache, {self.quantize} weights" if self.quantize else "KV cache"
+        if self.kernel:
+            path += ", Mojo kernel"
+        return path + (", attention in place" if self.in_place else "")
 
 
 def kernel_problem() -> str | None:
-    """Why lesson 16's kernel (solutions/kernels_16) cannot be built here, or None when it is built."""
+    """Why the course's Mojo ops (lesson 16's kernel, solutions/kernels_16, and the
+    in-place attention, tools/kernels) cannot be built here, or None when they are built."""
     from solutions.solution_16 import KERNELS
+    from tools.decode_in_place import ATTENTION_KERNELS
     from tools.mojo_package import MojoBuildError, build_package
 
     try:
         build_package(KERNELS)
+        build_package(ATTENTION_KERNELS)
     except MojoBuildError as err:
         return str(err).splitlines()[0]
     return None
 
 
 def kernel_or_note(doing: str) -> bool:
-    """True when lesson 16's kernel builds here; else a one-line note on stderr: "note: {doing} without ..."."""
+    """True when the course's Mojo ops build here; else a one-line note on stderr: "note: {doing} without ..."."""
     import sys
 
     problem = kernel_problem()
     if problem:
-        print(f"note: {doing} without lesson 16's Mojo kernel: {problem}", file=sys.stderr)
+        print(f"note: {doing} without the Mojo ops (lesson 16's kernel, the in-place attention): {problem}",
+              file=sys.stderr)
     return problem is None
 
 
-def with_kernel(code: LessonCode, kernels: Any, model_class: Callable) -> LessonCode:
-    """Lesson 15's code with lesson 16's model class, its Mojo package in the folder kernels."""
+def with_kernel(code: LessonCode, kernels: Any, model_class: Callable, in_place: bool = False) -> LessonCode:
+    """Lesson 15's code with lesson 16's model class, its Mojo package in the folder kernels;
+    in_place: decode steps whose attention reads the cache in place."""
     from tools.kv_engine import compile_kernel_model
 
     def compile_model(model, **options):
-        return compile_kernel_model(model, kernels, **options)
+        return compile_kernel_model(model, kernels, in_place=in_place, **options)
 
-    return replace(code, compile_model=compile_model, model_class=model_class, kernel=True)
+    return replace(code, compile_model=compile_model, model_class=model_class, kernel=True, in_place=in_place)
 
 
 def quantize_problem(format: str | None, cache: bool = True, n_embd: int | None = None,
@@ -164,22 +171,28 @@ def quantize_problem(format: str | None, cache: bool = True, n_embd: int | None 
     return None
 
 
-def with_quantized(code: LessonCode, format: str) -> LessonCode:
+def with_quantized(code: LessonCode, format: str, in_place: bool = False) -> LessonCode:
     """code (lesson 15's, with the cache) with every Linear quantized to format
-    by lesson 17's quantize_model (solutions/solution_17.py) before it compiles."""
+    by lesson 17's quantize_model (solutions/solution_17.py) before it compiles;
+    in_place: decode steps whose attention reads the cache in place."""
     from solutions.solution_17 import quantize_model
 
     def compile_model(model, **options):
+        if in_place:  # only lesson 15's engine (the reference code's) takes it
+            options["in_place"] = True
         return code.compile_model(quantize_model(model, format), **options)
 
-    return replace(code, compile_model=compile_model, quantize=format, kernel=False)
+    return replace(code, compile_model=compile_model, quantize=format, kernel=False, in_place=in_place)
 
 
-def reference_code(cache: bool = True, kernel: bool = False, quantize: str | None = None) -> LessonCode:
+def reference_code(cache: bool = True, kernel: bool = False, quantize: str | None = None,
+                   in_place: bool = False) -> LessonCode:
     """solutions/solution_12.py and solution_13.py, with cache solution_15.py,
     and with kernel too solution_16.py (the caller checks kernel_problem()
     first), or with quantize (a format; the cache needed) solution_17.py's
-    quantized weights instead of the kernel."""
+    quantized weights instead of the kernel. in_place (with kernel or
+    quantize; kernel_problem() checked): decode steps whose attention reads
+    the cache in place (tools/decode_in_place.py)."""
     from solutions import solution_12, solution_13
 
     code = LessonCode(solution_12.load_hf_weights, solution_12.compile_model, solution_13.choose_next_token)
@@ -197,12 +210,12 @@ def reference_code(cache: bool = True, kernel: bool = False, quantize: str | Non
         stream_batched=solution_15.stream_batched,
     )
     if quantize:
-        return with_quantized(code, quantize)
+        return with_quantized(code, quantize, in_place)
     if not kernel:
         return code
     from solutions import solution_16
 
-    return with_kernel(code, solution_16.KERNELS, solution_16.KernelGPT2LMHeadModel)
+    return with_kernel(code, solution_16.KERNELS, solution_16.KernelGPT2LMHeadModel, in_place)
 
 
 def token_chooser(settings: Sampling, rng: np.random.Generator, code: LessonCode) -> Callable[[np.ndarray], int]:

@@ -23,6 +23,12 @@ scalar input), so one graph serves the prefill (any number of tokens,
 length 0) and every decode step (one token, any length): batch, tokens,
 capacity and length are all symbolic. The engine returns only the new
 tokens' keys and values, which KVCache.append writes into the buffers.
+
+That window is a copy of the filled cache at every step. The commands
+(generate.py, bench.py, serve.py) decode with in_place=True when the Mojo
+ops build: a second graph for decode steps whose attention reads the
+buffers in place (tools/decode_in_place.py). The lessons' checks run the
+lessons' own graphs.
 """
 
 from __future__ import annotations
@@ -173,6 +179,10 @@ class CompiledBatchedModel(CompiledCachedModel):
     rows' cached positions up to the longest of them. Returns numpy arrays:
     logits [len(rows), vocab_size] of the last new token, keys and values
     [n_layer, len(rows), n_head, seq, head_dim] of the new tokens.
+
+    With in_place, decode steps (one new token per row) run a second graph
+    over the same weights, tools/decode_in_place.py's, whose attention reads
+    the cache buffers where they lie: no window is cut out of them.
     """
 
     window = BatchWindow
@@ -188,6 +198,25 @@ class CompiledBatchedModel(CompiledCachedModel):
             TensorType(DType.int64, ["batch"], device=cpu),  # which slots they belong to
             TensorType(DType.int64, ["batch"], device=cpu),  # how many positions each slot holds
         ]
+
+    def __init__(self, model: Module, *, num_threads: int | None = None, custom_extensions: Sequence[Path] = (),
+                 decode_graph: bool = False, in_place: bool = False):
+        """decode_graph: trace a second graph for decode steps (seq = 1), over the
+        same weights; in_place: in it, attention reads the cache buffers in place
+        (tools/decode_in_place.py, a Mojo op) instead of the window's copy."""
+        super().__init__(model, num_threads=num_threads, custom_extensions=custom_extensions)  # any seq
+        self.decode_model, self.decode_graph, self.in_place = None, None, in_place
+        if decode_graph or in_place:
+            step, extensions = self.window(model), list(custom_extensions)
+            if in_place:
+                from tools.decode_in_place import ATTENTION_KERNELS, InPlaceDecode
+                from tools.mojo_package import build_package
+
+                step, extensions = InPlaceDecode(model), [*extensions, build_package(ATTENTION_KERNELS)]
+            self.decode_graph, _ = build_graph(step, *self.input_types(model.config, seq=1),
+                                               custom_extensions=extensions)
+            self.decode_model = self.session.load(self.decode_graph, weights_registry=self.weights)  # the same arrays
+            CompiledCachedModel.graphs_compiled += 1
 
     def __call__(self, input_ids: Any, cache: Any, rows: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(input_ids, dtype=np.int64)
@@ -215,7 +244,8 @@ class CompiledBatchedModel(CompiledCachedModel):
         return logits, keys, values
 
     def _execute(self, *inputs: Any) -> list:
-        return self.engine_model.execute(*inputs)
+        one_token = inputs[0].shape[1] == 1
+        return (self.decode_model if one_token and self.decode_model else self.engine_model).execute(*inputs)
 
 
 class CompiledKernelModel(CompiledBatchedModel):
@@ -228,30 +258,26 @@ class CompiledKernelModel(CompiledBatchedModel):
     like CompiledBatchedModel: (input_ids, cache, rows) -> (logits, keys, values).
     """
 
-    def __init__(self, model: Module, kernels: Path, *, num_threads: int | None = None):
+    def __init__(self, model: Module, kernels: Path, *, num_threads: int | None = None, in_place: bool = False):
         from tools.mojo_package import build_package
 
-        package = build_package(kernels)
-        super().__init__(model, num_threads=num_threads, custom_extensions=[package])  # the prefill graph
-        self.package = package  # the Mojo package both graphs load
-        decode, _ = build_graph(self.window(model), *self.input_types(model.config, seq=1), custom_extensions=[package])
-        self.decode_model = self.session.load(decode, weights_registry=self.weights)  # the same arrays
-        self.kernel_calls = str(decode).count('"gpt2_matvec"')  # calls of the op in one decode step
-        CompiledCachedModel.graphs_compiled += 1
-
-    def _execute(self, *inputs: Any) -> list:
-        one_token = inputs[0].shape[1] == 1
-        return (self.decode_model if one_token else self.engine_model).execute(*inputs)
+        self.package = build_package(kernels)  # the Mojo package both graphs load
+        super().__init__(model, num_threads=num_threads, custom_extensions=[self.package], decode_graph=True,
+                         in_place=in_place)
+        self.kernel_calls = str(self.decode_graph).count('"gpt2_matvec"')  # calls of the op in one decode step
 
 
-def compile_kernel_model(model: Module, kernels: Path, *, num_threads: int | None = None) -> CompiledKernelModel:
-    """Compile a KernelGPT2LMHeadModel (weights loaded) with the Mojo package in the folder kernels."""
-    return CompiledKernelModel(model, Path(kernels), num_threads=num_threads)
+def compile_kernel_model(model: Module, kernels: Path, *, num_threads: int | None = None,
+                         in_place: bool = False) -> CompiledKernelModel:
+    """Compile a KernelGPT2LMHeadModel (weights loaded) with the Mojo package in the folder kernels;
+    in_place: its decode steps' attention reads the cache in place (tools/decode_in_place.py)."""
+    return CompiledKernelModel(model, Path(kernels), num_threads=num_threads, in_place=in_place)
 
 
-def compile_batched_model(model: Module, *, num_threads: int | None = None) -> CompiledBatchedModel:
-    """Compile a BatchedGPT2LMHeadModel (weights loaded) for any rows, lengths, slots and cache size."""
-    return CompiledBatchedModel(model, num_threads=num_threads)
+def compile_batched_model(model: Module, *, num_threads: int | None = None, in_place: bool = False) -> CompiledBatchedModel:
+    """Compile a BatchedGPT2LMHeadModel (weights loaded) for any rows, lengths, slots and cache size;
+    in_place: a second graph for decode steps, whose attention reads the cache in place."""
+    return CompiledBatchedModel(model, num_threads=num_threads, in_place=in_place)
 
 
 def compile_cached_model(model: Module, *, num_threads: int | None = None) -> CompiledCachedModel:

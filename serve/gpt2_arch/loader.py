@@ -1,8 +1,9 @@
 """Lesson 15's batched GPT-2, built from the checkpoint MAX opened and compiled.
 
 Which code builds it: solutions/solution_15.py (with lesson 16's Mojo
-kernel in the decode steps when serve.py set GPT2_SERVE_KERNEL, or lesson 17's
-quantized weights when it set GPT2_SERVE_QUANTIZE), or, when serve.py --steps
+kernel and the in-place attention in the decode steps when serve.py set
+GPT2_SERVE_KERNEL, lesson 17's quantized weights when it set
+GPT2_SERVE_QUANTIZE), or, when serve.py --steps
 set GPT2_SERVE_STEPS_DIR (max serve passes its environment on to the
 process that runs the model), the learner's step_15.py in that folder.
 Either way tools/checkpoint.py's build_max_model puts the weights in (with
@@ -26,7 +27,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # solutions/ and tools/
 
 STEPS_DIR_ENV = "GPT2_SERVE_STEPS_DIR"
-KERNEL_ENV = "GPT2_SERVE_KERNEL"  # "1": lesson 16's Mojo kernel in the decode steps (serve.py checked it builds)
+KERNEL_ENV = "GPT2_SERVE_KERNEL"  # "1": the Mojo ops in the decode steps (serve.py checked they build)
 QUANTIZE_ENV = "GPT2_SERVE_QUANTIZE"  # lesson 17's weight format (serve.py checked it fits the model)
 logger = logging.getLogger("max.pipelines")
 
@@ -57,7 +58,8 @@ def course_code(steps_dir: str | None = None):
 
         code = learner_batched_code(Path(steps_dir))
         return with_quantized(code, quantize) if quantize else code
-    return reference_code(cache=True, kernel=os.environ.get(KERNEL_ENV) == "1", quantize=quantize)
+    mojo = os.environ.get(KERNEL_ENV) == "1"  # with quantize: the in-place attention only
+    return reference_code(cache=True, kernel=mojo and not quantize, quantize=quantize, in_place=mojo)
 
 
 def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int):
