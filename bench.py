@@ -287,10 +287,12 @@ def machine() -> dict:
 # --- the models ----------------------------------------------------------------------
 
 
-def use_threads(threads: int) -> None:
+def use_threads(threads: int):
     """torch and MAX on the same number of threads. Module.compile (solution_12)
     loads into max.experimental's one global session, made on first use with
-    MAX's default thread count: make it here first, with ours."""
+    MAX's default thread count: make it here first, with ours. Returns it: the
+    engines load into it too, so that the contenders, which take turns, share
+    one pool of threads (two sessions taking turns slowed each other down)."""
     import torch
     from max import driver
     from max.engine import InferenceSession
@@ -298,7 +300,9 @@ def use_threads(threads: int) -> None:
 
     torch.set_num_threads(threads)
     torch.set_grad_enabled(False)
-    tensor._SESSION.set(InferenceSession(devices=[driver.CPU()], num_threads=threads))
+    session = InferenceSession(devices=[driver.CPU()], num_threads=threads)
+    tensor._SESSION.set(session)
+    return session
 
 
 def build_hf(overrides: dict):
@@ -694,7 +698,7 @@ def bench(args) -> dict:
     from solutions.solution_15 import BatchedGPT2LMHeadModel
     from tools.kv_engine import compile_batched_model, compile_cached_model
 
-    use_threads(args.threads)
+    session = use_threads(args.threads)  # every MAX contender's, shared
     log("building the models (random weights)")
     hf = build_hf(args.overrides)
     model = build_max(MaxGPT2LMHeadModel, args.overrides, hf)
@@ -703,9 +707,9 @@ def bench(args) -> dict:
     stamps = [time.perf_counter()]
     compiled = compile_model(model)
     stamps.append(time.perf_counter())
-    cached = compile_cached_model(cached_model, num_threads=args.threads)
+    cached = compile_cached_model(cached_model, session=session)
     stamps.append(time.perf_counter())
-    batched = compile_batched_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), num_threads=args.threads)
+    batched = compile_batched_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), session=session)
     stamps.append(time.perf_counter())
     compile_seconds = dict(zip(("max_no_cache", "max_kv_cache", "max_batched"), (b - a for a, b in zip(stamps, stamps[1:]))))
     kernel, kernel_state = None, "left out (--no-kernel)"
@@ -721,7 +725,7 @@ def bench(args) -> dict:
                 "whose attention reads the cache in place)")
             start = time.perf_counter()
             kernel = compile_kernel_model(build_max(KernelGPT2LMHeadModel, args.overrides, hf), KERNELS,
-                                          num_threads=args.threads, in_place=True)
+                                          session=session, in_place=True)
             compile_seconds["max_kernel"] = time.perf_counter() - start
         else:
             log(f"lesson 16's kernel {kernel_state}")
@@ -736,7 +740,7 @@ def bench(args) -> dict:
             start = time.perf_counter()
             q_model = quantize_model(build_max(BatchedGPT2LMHeadModel, args.overrides, hf), fmt)
             weight_bytes[f"max_{fmt}"] = decode_bytes(q_model)
-            quantized[fmt] = compile_batched_model(q_model, num_threads=args.threads, in_place=in_place)
+            quantized[fmt] = compile_batched_model(q_model, session=session, in_place=in_place)
             compile_seconds[f"max_{fmt}"] = time.perf_counter() - start
     peers, llama_state = llama_peers(args, hf, weight_bytes)
     forward, forward_shares = bench_forward(args, compiled, hf)

@@ -131,7 +131,11 @@ class CompiledCachedModel:
             TensorType(DType.int64, [], device=cpu),  # how many positions are filled
         ]
 
-    def __init__(self, model: Module, *, num_threads: int | None = None, custom_extensions: Sequence[Path] = ()):
+    def __init__(self, model: Module, *, num_threads: int | None = None, custom_extensions: Sequence[Path] = (),
+                 session: InferenceSession | None = None):
+        """session: load into this one instead of a new one of num_threads (a benchmark that takes
+        turns between engines hands them one: measured, two sessions' thread pools taking turns
+        made each other's decode steps a third to two thirds slower on average, docs/speed.md)."""
         self.config = model.config
         device = model.lm_head.weight.device
         if device.label != "cpu":
@@ -139,7 +143,7 @@ class CompiledCachedModel:
         graph, weights = build_graph(self.window(model), *self.input_types(model.config),
                                      custom_extensions=custom_extensions)
         share_tied_head(weights, "model.lm_head.weight", "model.transformer.wte.weight")
-        self.session = InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
+        self.session = session or InferenceSession(devices=[driver.CPU()], num_threads=num_threads)
         self.engine_model = self.session.load(graph, weights_registry=weights)
         self.weights = weights  # the engine reads these arrays in place: keep them alive
         CompiledCachedModel.graphs_compiled += 1  # subclasses count here too
@@ -200,11 +204,11 @@ class CompiledBatchedModel(CompiledCachedModel):
         ]
 
     def __init__(self, model: Module, *, num_threads: int | None = None, custom_extensions: Sequence[Path] = (),
-                 decode_graph: bool = False, in_place: bool = False):
+                 session: InferenceSession | None = None, decode_graph: bool = False, in_place: bool = False):
         """decode_graph: trace a second graph for decode steps (seq = 1), over the
         same weights; in_place: in it, attention reads the cache buffers in place
         (tools/decode_in_place.py, a Mojo op) instead of the window's copy."""
-        super().__init__(model, num_threads=num_threads, custom_extensions=custom_extensions)  # any seq
+        super().__init__(model, num_threads=num_threads, custom_extensions=custom_extensions, session=session)  # any seq
         self.decode_model, self.decode_graph, self.in_place = None, None, in_place
         if decode_graph or in_place:
             step, extensions = self.window(model), list(custom_extensions)
@@ -258,28 +262,31 @@ class CompiledKernelModel(CompiledBatchedModel):
     like CompiledBatchedModel: (input_ids, cache, rows) -> (logits, keys, values).
     """
 
-    def __init__(self, model: Module, kernels: Path, *, num_threads: int | None = None, in_place: bool = False):
+    def __init__(self, model: Module, kernels: Path, *, num_threads: int | None = None,
+                 session: InferenceSession | None = None, in_place: bool = False):
         from tools.mojo_package import build_package
 
         self.package = build_package(kernels)  # the Mojo package both graphs load
-        super().__init__(model, num_threads=num_threads, custom_extensions=[self.package], decode_graph=True,
-                         in_place=in_place)
+        super().__init__(model, num_threads=num_threads, custom_extensions=[self.package], session=session,
+                         decode_graph=True, in_place=in_place)
         self.kernel_calls = str(self.decode_graph).count('"gpt2_matvec"')  # calls of the op in one decode step
 
 
 def compile_kernel_model(model: Module, kernels: Path, *, num_threads: int | None = None,
-                         in_place: bool = False) -> CompiledKernelModel:
+                         session: InferenceSession | None = None, in_place: bool = False) -> CompiledKernelModel:
     """Compile a KernelGPT2LMHeadModel (weights loaded) with the Mojo package in the folder kernels;
     in_place: its decode steps' attention reads the cache in place (tools/decode_in_place.py)."""
-    return CompiledKernelModel(model, Path(kernels), num_threads=num_threads, in_place=in_place)
+    return CompiledKernelModel(model, Path(kernels), num_threads=num_threads, session=session, in_place=in_place)
 
 
-def compile_batched_model(model: Module, *, num_threads: int | None = None, in_place: bool = False) -> CompiledBatchedModel:
+def compile_batched_model(model: Module, *, num_threads: int | None = None, session: InferenceSession | None = None,
+                          in_place: bool = False) -> CompiledBatchedModel:
     """Compile a BatchedGPT2LMHeadModel (weights loaded) for any rows, lengths, slots and cache size;
     in_place: a second graph for decode steps, whose attention reads the cache in place."""
-    return CompiledBatchedModel(model, num_threads=num_threads, in_place=in_place)
+    return CompiledBatchedModel(model, num_threads=num_threads, session=session, in_place=in_place)
 
 
-def compile_cached_model(model: Module, *, num_threads: int | None = None) -> CompiledCachedModel:
+def compile_cached_model(model: Module, *, num_threads: int | None = None,
+                         session: InferenceSession | None = None) -> CompiledCachedModel:
     """Compile a CachedGPT2LMHeadModel (weights loaded) for any batch, length and cache size."""
-    return CompiledCachedModel(model, num_threads=num_threads)
+    return CompiledCachedModel(model, num_threads=num_threads, session=session)

@@ -297,10 +297,10 @@ def learner_batched_code(steps_dir: Path) -> LessonCode:
     except loading.LessonFailure as failure:
         raise StepsNotReady(one_line(str(failure))) from None
 
-    def compile_model(model):
+    def compile_model(model, **options):  # options: tools/kv_engine.py's (session, num_threads)
         try:
             with lesson.learner_code("compiling BatchedGPT2LMHeadModel"):
-                return compile_batched_model(model)
+                return compile_batched_model(model, **options)
         except loading.LessonFailure as failure:
             raise StepsNotReady(one_line(str(failure))) from None
 

@@ -62,8 +62,9 @@ def course_code(steps_dir: str | None = None):
     return reference_code(cache=True, kernel=mojo and not quantize, quantize=quantize, in_place=mojo)
 
 
-def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int):
-    """(compiled model, an empty BatchedKVCache of max_batch_size slots of capacity tokens, run_rows)."""
+def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capacity: int, session: Any = None):
+    """(compiled model, an empty BatchedKVCache of max_batch_size slots of capacity tokens, run_rows).
+    session: MAX's InferenceSession to load the graphs into (None: a new one)."""
     from tools.checkpoint import build_max_model, default_device_for, max_config
     from tools.steps import StepsNotReady
 
@@ -75,7 +76,7 @@ def load_batched_model(hf_config: Any, weights: Any, max_batch_size: int, capaci
         model = build_max_model(hf_state_dict(weights), config, code.load_hf_weights, model_class=code.model_class)
         loaded = time.perf_counter()
         with default_device_for(None):
-            compiled = code.compile_model(model)
+            compiled = code.compile_model(model, session=session)
         # The whole bill, slots x capacity x 72 KiB at 124M, is paid once the slots are used:
         # numpy asks for 2 MB pages for arrays this large (madvise), and a page holds the
         # first positions of several (layer, slot, head) rows, so early writes make it all resident.

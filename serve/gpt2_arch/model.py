@@ -46,12 +46,15 @@ class GPT2Inputs(ModelInputs):
 
 
 class GPT2PipelineModel(PipelineModel[TextContext], KVCacheMixin):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)  # calls calculate_max_seq_len and load_kv_manager
+    def __init__(self, *args, session: InferenceSession, **kwargs) -> None:
+        super().__init__(*args, session=session, **kwargs)  # calls calculate_max_seq_len and load_kv_manager
         if not self.devices[0].is_host:
             raise ValueError("the course's GPT-2 serves on the CPU only (--devices cpu)")
         slots = self.pipeline_config.max_batch_size or 1
-        compiled, cache, run_rows = load_batched_model(self.huggingface_config, self.weights, slots, self.max_seq_len)
+        # MAX's session, where its sampler runs after every step: one pool of threads for both
+        # (two sessions taking turns slowed each other's steps down: docs/speed.md).
+        compiled, cache, run_rows = load_batched_model(self.huggingface_config, self.weights, slots, self.max_seq_len,
+                                                       session=session)
         self.runner = BatchedRunner(compiled, cache, run_rows)
         self.contexts: dict = {}  # request id -> context, for the trace
 

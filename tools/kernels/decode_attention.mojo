@@ -23,7 +23,7 @@ import compiler
 from algorithm import parallelize
 from math import exp, sqrt
 from memory import UnsafePointer
-from runtime.asyncrt import DeviceContextPtr
+from runtime.asyncrt import DeviceContextPtr, parallelism_level
 from sys import simd_width_of
 from tensor import InputTensor, OutputTensor
 
@@ -116,4 +116,14 @@ struct DecodeAttention:
             for d in range(head_dim):
                 out[d] *= inverse
 
-        parallelize[one_head](rows * heads)
+        # As many workers as the runtime has threads, each taking every
+        # workers-th (row, head): more tasks than threads only queue up.
+        var tasks = rows * heads
+        var workers = max(1, min(parallelism_level(), tasks))
+
+        @parameter
+        fn work(worker: Int):
+            for task in range(worker, tasks, workers):
+                one_head(task)
+
+        parallelize[work](workers)
