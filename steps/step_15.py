@@ -75,9 +75,11 @@ The memory bill: each cached token costs 2 (keys and values) x 12 layers
 x 768 x 4 bytes = 73728 bytes = 72 KiB per row at 124M, so a cache of
 8 slots x 512 positions is 288 MiB, and 8 x 1024 is 576 MiB, more than
 the weights. Capacity x slots is what a server must budget for, plus a
-step's working memory: this course's graph copies the rows' filled
+step's working memory: this lesson's graph copies the rows' filled
 windows out of the buffers (tools/kv_engine.py), up to twice the cache
-again at the longest window (docs/serving.md, "Memory", measured).
+again at the longest window (docs/serving.md, "Memory", measured). The
+commands' decode steps read the buffers in place instead, with a Mojo op
+(tools/decode_in_place.py), and copy nothing of the cache.
 
 Shapes, with rows = the slots in a call, seq = new tokens per row:
     input_ids                 [rows, seq]

@@ -106,7 +106,9 @@ Run: pixi run s16
 Measure it: `python bench.py` times a decode step with the kernel and
 without it (lesson 15's graph) in one run, against the floor, and
 generate.py, serve.py and bench.py use the kernel by default (--no-kernel
-turns it off).
+turns it off). There its decode steps also read the cache in place, with a
+second Mojo op (tools/decode_in_place.py); `python tests/bench_context.py`
+shows what that saves as the context grows.
 """
 
 from pathlib import Path
