@@ -127,12 +127,10 @@ def build_path(path: str, args, hf):
     graph, _ = build_graph(direct_module(model), TensorType(DType.int64, ["batch", seq], device=cpu), past, past,
                            TensorType(DType.int64, ["batch"], device=cpu), custom_extensions=extensions)
     direct = engine.session.load(graph, weights_registry=engine.weights)
-    from tools.decode_in_place import ATTENTION_KERNELS, InPlaceDecode
-    from tools.mojo_package import build_package
+    from tools.decode_in_place import in_place_graph
 
-    graph, _ = build_graph(InPlaceDecode(model), *engine.input_types(config, seq=1),
-                           custom_extensions=[*extensions, build_package(ATTENTION_KERNELS)])
-    in_place = engine.session.load(graph, weights_registry=engine.weights)
+    graph = in_place_graph(model, engine.input_types(config, seq=1), extensions)
+    in_place = engine.session.load(graph, weights_registry=engine.weights)  # the graph generate.py decodes with
     return engine, direct, in_place
 
 

@@ -11,7 +11,8 @@ step with both copies gone: one Mojo op per layer
 It is a deliberate copy of BatchWindow + lesson 15's BatchedGPT2LMHeadModel
 (solutions/solution_15.py, solution_14.py) for one new token per row, over
 the same submodules and weights. tests/test_kv_engine.py keeps the two
-identical: the same logits, keys and values. It is not a lesson; the
+identical: every row's logits at every step (each step's keys and values
+go into the cache that the next steps read). It is not a lesson; the
 lessons' checks run their own graphs.
 """
 
@@ -27,6 +28,8 @@ from max.graph import TensorType
 from max.nn.module_v3 import Module
 
 from solutions.solution_08 import pre_norm_residual
+from tools.kv_engine import build_graph
+from tools.mojo_package import build_package
 
 ATTENTION_KERNELS = Path(__file__).parent / "kernels"  # the Mojo package with the op "gpt2_decode_attention"
 
@@ -75,3 +78,11 @@ class InPlaceDecode(Module):
         hidden_states = transformer.ln_f(hidden_states)
         logits = self.model.lm_head(hidden_states[:, -1, :])  # [rows, vocab_size]
         return logits, F.stack(keys), F.stack(values)
+
+
+def in_place_graph(model: Module, input_types, custom_extensions=()):
+    """The graph of InPlaceDecode(model) for input_types (CompiledBatchedModel's, seq = 1),
+    with the attention's Mojo package beside custom_extensions (lesson 16's, if any)."""
+    graph, _ = build_graph(InPlaceDecode(model), *input_types,
+                           custom_extensions=[*custom_extensions, build_package(ATTENTION_KERNELS)])
+    return graph

@@ -211,14 +211,13 @@ class CompiledBatchedModel(CompiledCachedModel):
         super().__init__(model, num_threads=num_threads, custom_extensions=custom_extensions, session=session)  # any seq
         self.decode_model, self.decode_graph, self.in_place = None, None, in_place
         if decode_graph or in_place:
-            step, extensions = self.window(model), list(custom_extensions)
+            types = self.input_types(model.config, seq=1)
             if in_place:
-                from tools.decode_in_place import ATTENTION_KERNELS, InPlaceDecode
-                from tools.mojo_package import build_package
+                from tools.decode_in_place import in_place_graph
 
-                step, extensions = InPlaceDecode(model), [*extensions, build_package(ATTENTION_KERNELS)]
-            self.decode_graph, _ = build_graph(step, *self.input_types(model.config, seq=1),
-                                               custom_extensions=extensions)
+                self.decode_graph = in_place_graph(model, types, custom_extensions)
+            else:
+                self.decode_graph, _ = build_graph(self.window(model), *types, custom_extensions=custom_extensions)
             self.decode_model = self.session.load(self.decode_graph, weights_registry=self.weights)  # the same arrays
             CompiledCachedModel.graphs_compiled += 1
 
