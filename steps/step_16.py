@@ -46,15 +46,23 @@ How it streams memory:
   - Blocks of ROWS rows: one load of x serves ROWS rows of W, and ROWS
     independent accumulators keep the multiply-add units busy while the
     loads are in flight. A block is read once for all M tokens (the loop
-    over m sits inside the loop over blocks), so a batch of sequences
+    over tokens sits inside the loop over blocks), so a batch of sequences
     costs one read of the weights, as lesson 15 promised.
+  - Passes of TOKENS tokens: dot_rows[tokens, rows] keeps one accumulator
+    per (token, row), tokens * rows of them in registers, and uses each
+    vector of W it loads for all its tokens. At batch 8 with TOKENS = 4 a
+    block comes in from the cache twice instead of eight times, and each
+    load feeds 4 multiply-adds instead of 1: loads, not arithmetic, were
+    what a batch cost. (At M = 1 a pass is one token: the same work as
+    before.) The tokens left over, M % TOKENS, go one at a time.
   - Threads: the blocks are split into equal ranges, one per worker
     (parallelize[work](workers); parallelism_level() is the session's
     thread count). Each output element has exactly one writer, so no two
     threads ever write the same place: no race, no locks.
   - Tails: K need not be a multiple of WIDTH (the last K % WIDTH inputs go
     one at a time), N need not be a multiple of ROWS (the last rows go one
-    at a time). The check tries shapes where both are odd.
+    at a time), M need not be a multiple of TOKENS. The check tries shapes
+    where all three are odd.
 
 What makes it an op MAX can call: @compiler.register("gpt2_matvec") on a
 struct whose execute[target](output, x, weight, ctx) receives the tensors
@@ -83,7 +91,8 @@ its weight names are untouched and step 12's loader fills it.
 
 Tasks:
   1. Mojo, kernels_16/matvec.mojo: the SIMD loop, the K tail, the blocks
-     of a worker, the N tail (each TODO's `pass` is a placeholder)
+     of a worker in passes of TOKENS tokens, the N tail (each TODO's
+     `pass` is a placeholder)
   2. Import what your Python code uses (the first Python TODO)
   3. matvec: call the op from the graph
   4. one_token_per_row: is the token axis the static 1?

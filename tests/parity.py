@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from tests.loading import Lesson, fail
-from tests.twins import CONFIGS, cases, load_weights, max_state_from_hf, randomize_, seeded_inputs, torch_run
+from tests.twins import (
+    CONFIGS, cases, load_weights, max_state_from_hf, randomize_, seeded_inputs, torch_run, without_hf_init,
+)
 
 # One tolerance for every numerical check: the largest absolute difference
 # may be at most TOLERANCE times the scale of the reference output
@@ -318,7 +320,9 @@ def check_module(
     options go to module_comparison (seed, inputs, mistakes, forward, ...).
     """
     comparisons = [
-        module_comparison(lesson, name, case, make_ours(case), make_hf(case), reference=reference, **options)
+        module_comparison(
+            lesson, name, case, make_ours(case), without_hf_init(lambda: make_hf(case)), reference=reference, **options
+        )
         for case in cases(configs)
     ]
     check_comparisons(lesson, comparisons, reference)
