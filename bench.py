@@ -855,15 +855,21 @@ def llama_peers(args, hf, weight_bytes: dict) -> tuple[dict, str]:
     save_byte_tokenizer(folder / "hf", hf.config.vocab_size)
     try:
         f32 = llama_peer.convert(folder / "hf", folder)
-        peers = {}
+        peers, left_out = {}, []
         for fmt in ["f32", *(["f16", "q8_0", *args.quantize] if args.quantize else [])]:
             gguf = f32 if fmt == "f32" else llama_peer.quantize(f32, fmt, folder / f"{fmt}.gguf")
+            crash = llama_peer.crash_here(gguf, args.threads)
+            if crash:
+                log(f"note: {crash}: llama.cpp's {fmt} is left out")
+                left_out.append(f"{fmt} ({crash})")
+                continue
             weight_bytes[f"llama_{fmt}"] = llama_peer.weight_bytes(gguf)
             peers[fmt] = llama_peer.Greedy(gguf, args.prompt_tokens + max(args.new_tokens), args.threads)
     except llama_peer.LlamaPeerError as err:
         return {}, f"failed: {err}"
     return peers, (f"llama-cpp-python {llama_cpp.__version__}: the same weights converted by llama.cpp's "
-                   "convert_hf_to_gguf.py and quantized by llama.cpp (every matrix in the format)")
+                   "convert_hf_to_gguf.py and quantized by llama.cpp (every matrix in the format)"
+                   + (f"; left out: {', '.join(left_out)}" if left_out else ""))
 
 
 def table(r: dict) -> str:

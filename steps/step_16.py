@@ -21,11 +21,13 @@ used many times; with one token per row there is nothing to reuse, and
 all that counts is how close the weights come in to the read bandwidth.
 So you write the product yourself, in Mojo, the language MAX's own
 kernels are written in, and the graph calls it in place of the matmul.
-Measured on this course's 2-core machine (124M, 2 threads, one run of
-`python bench.py`, README's "Speed" table), a decode step took 37.3 ms
-through lesson 14's graph and 24.4 ms with the kernel, 1.23 times the
-floor of 19.8 ms (494.6 MB at 24.9 GB/s, the best read bandwidth the
-benchmark measured). Run it on yours.
+Measured on a 2-core Intel Xeon (124M, 2 threads, one run of
+`python bench.py`, 2026-12-06, docs/speed.md), a decode step took 27.2 ms
+through lesson 14's graph and 19.2 ms with the kernel (the commands'
+path, whose attention also reads the cache in place), 1.18 times the
+floor of 16.3 ms (494.6 MB at 30.4 GB/s, the best read bandwidth the
+benchmark measured), and llama.cpp's float32 step 20.4 ms on the same
+weights. Run it on yours.
 
 The op (kernels_16/matvec.mojo, the Mojo TODOs):
 

@@ -257,6 +257,29 @@ def decode_ms_per_token(gguf: Path, prompt_ids: list[int], new_tokens: int,
     return 1000 * statistics.median(medians)
 
 
+def crash_here(gguf: Path, threads: int = 2) -> str | None:
+    """None when llama.cpp decodes a few tokens of gguf in a child process, else why not.
+
+    A crash inside llama.cpp's native code (seen here: a segmentation fault in
+    the quantized kernels of a native build on an AMX-capable Xeon) would
+    take the whole benchmark down with it, with no message; tried in a child
+    first, it becomes a format left out, said so."""
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1])\n"
+        "from tools.llama_peer import Greedy\n"
+        "Greedy(Path(sys.argv[2]), n_ctx=16, threads=int(sys.argv[3]))([0, 1, 2, 3], 4)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(repo), str(gguf), str(threads)],
+                          capture_output=True, text=True, env=offline_env())
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        return f"llama.cpp died on {Path(gguf).name} (signal {-done.returncode}) in a trial run"
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return f"llama.cpp failed on {Path(gguf).name} in a trial run: {last}"
+
+
 class Greedy:
     """One GGUF file loaded once, decoded greedily on call, as bench.py's
     contenders are: greedy(prompt_ids, n) -> (prompt + n token ids, when
