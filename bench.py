@@ -307,14 +307,9 @@ def use_threads(threads: int):
 
 def build_hf(overrides: dict):
     """HuggingFace GPT2LMHeadModel with seeded O(1)-scale weights; generate() never stops early."""
-    from transformers import GPT2LMHeadModel
+    from tests.twins import hf_config, seeded_hf_lm
 
-    from tests.twins import hf_config, randomize_
-
-    hf = randomize_(GPT2LMHeadModel(hf_config(overrides)), SEED)
-    hf.generation_config.eos_token_id = None
-    hf.generation_config.pad_token_id = 0
-    return hf
+    return seeded_hf_lm(hf_config(overrides), SEED)
 
 
 def build_max(cls, overrides: dict, hf):

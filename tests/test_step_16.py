@@ -113,15 +113,6 @@ def run_probe(lesson, package: Path, shapes: dict) -> list[np.ndarray]:
 # --- the kernel against numpy -----------------------------------------------------------
 
 
-def _matches(compute, actual: np.ndarray | None = None) -> bool:
-    """Does compute() give actual (or, with actual None, not raise)?"""
-    try:
-        replay = compute()
-    except (ValueError, IndexError):
-        return False
-    return actual is None or np.allclose(actual, replay, rtol=1e-4, atol=1e-3)
-
-
 def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
     """Known mistakes: replayed in numpy, or told by which outputs are right."""
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -135,6 +126,17 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
         if not condition:
             raise ValueError("not this mistake")
         return actual
+
+    def first_match(replays):
+        """The first of replays (functions of no arguments) whose output is actual's."""
+        for replay in replays:
+            try:
+                out = replay()
+            except (ValueError, IndexError):  # this variant cannot happen for these shapes
+                continue
+            if np.allclose(actual, out, rtol=1e-4, atol=1e-3):
+                return out
+        raise ValueError("no variant gives it")
 
     def k_tail(width: int):
         kept = k // width * width
@@ -153,14 +155,7 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
         return out
 
     def some_rows(of_block):
-        for rows in ROWS_TRIED:
-            try:
-                replay = per_block(rows, of_block)
-            except (ValueError, IndexError):
-                continue
-            if np.allclose(actual, replay, rtol=1e-4, atol=1e-3):
-                return replay
-        raise ValueError("no block size gives it")
+        return first_match(lambda rows=rows: per_block(rows, of_block) for rows in ROWS_TRIED)
 
     def block_index_as_row(b, rows):  # W's rows b, b+1, ... instead of b * rows, b * rows + 1, ...
         return x64 @ w64[b : b + rows].T
@@ -177,9 +172,9 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
             xs[t, :kept] = x64[t // tokens * tokens, :kept]
         return xs @ w64.T
 
-    def token_tail(tokens: int):
+    def token_tail(tokens: int) -> bool:  # rows from the last full pass on wrong, the rest right
         start = m // tokens * tokens
-        return when(0 < start < m and right_rows[:start].all() and not right_rows[start:].any())
+        return 0 < start < m and right_rows[:start].all() and not right_rows[start:].any()
 
     wrong_columns = np.flatnonzero(~right_columns)
     # some column of a whole block is right (not only the N % ROWS rows after the blocks)
@@ -188,17 +183,16 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
         wrong_columns, np.arange(wrong_columns.min(), n))
     mistakes = {
         f"the last K % WIDTH inputs (K = {k}) are dropped: after the SIMD loop, add x[j] * w[r * K + j] for "
-        "j from where it stopped to K.": lambda: next(k_tail(width) for width in SIMD_WIDTHS
-                                                       if np.allclose(actual, k_tail(width), rtol=1e-4, atol=1e-3)),
+        "j from where it stopped to K.": lambda: first_match(lambda width=width: k_tail(width) for width in SIMD_WIDTHS),
         "W is read as [K, N] (HuggingFace's Conv1D layout), but MAX's Linear keeps it as [N, K]: row n of W "
         "starts at n * K.": lambda: x64 @ w.reshape(k, n).astype(np.float64),
         "the rows of a block are read from W's row b (the block's index), not n = b * ROWS: the block's "
         "first row starts at n * K.": lambda: some_rows(block_index_as_row),
         "one running total is shared by the rows of a block: row r's total must start from row r's own "
-        "accumulator (var total = acc[r].reduce_add() inside the loop over r).":
+        "accumulator (var total = acc[t * rows + r].reduce_add() inside the loop over r).":
             lambda: some_rows(sums_carried_within_block),
-        "the sums carry over from one token to the next: start every row's accumulators at 0 for each token m "
-        "(declare them inside the loop over m).": lambda: np.cumsum(want, axis=0),
+        "the sums carry over from one token to the next: every token and row has its own accumulator, "
+        "acc[t * rows + r], starting at 0 in each call of dot_rows.": lambda: np.cumsum(want, axis=0),
         f"the last rows of W (N = {n} is not a multiple of ROWS) are never computed: after the blocks, compute "
         "the N % ROWS rows left over, one at a time.": lambda: when(tail_only),
         "some blocks of rows of W are never computed while the others are right: the workers' ranges must "
@@ -208,12 +202,10 @@ def kernel_mistakes(actual: np.ndarray, x: np.ndarray, w: np.ndarray) -> dict:
         "only the first token is computed: loop over all M rows of x (x's row m starts at m * K, the "
         "output's at m * N).": lambda: when(m > 1 and right_rows[0] and not right_rows[1:].any()),
         f"the last M % TOKENS tokens (M = {m}) are never computed: after the passes of TOKENS tokens, run "
-        "dot_rows[1, ROWS] for each token left over.": lambda: next(
-            token_tail(t) for t in TOKENS_TRIED if _matches(lambda: token_tail(t))),
+        "dot_rows[1, ROWS] for each token left over.": lambda: when(any(token_tail(t) for t in TOKENS_TRIED)),
         "every token of a pass reads the x of the pass's first token: token t's inputs start t * K floats "
-        "after x (x.load[width=WIDTH](t * K + k)).": lambda: next(
-            first_of_pass(t, width) for t in TOKENS_TRIED for width in SIMD_WIDTHS
-            if _matches(lambda: first_of_pass(t, width), actual)),
+        "after x (x.load[width=WIDTH](t * K + k)).": lambda: first_match(
+            lambda t=t, width=width: first_of_pass(t, width) for t in TOKENS_TRIED for width in SIMD_WIDTHS),
     }
     return mistakes
 

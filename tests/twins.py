@@ -218,18 +218,24 @@ def torch_run(reference, array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def lm_twins(case: Case, seed: int, ours=None, what: str = "reference model"):
-    """A seeded HuggingFace GPT2LMHeadModel and a MAX model holding the same
-    weights (loaded here, not by the lesson's loader): ours, or else the
-    reference MaxGPT2LMHeadModel. HuggingFace's generate() is set never to
-    stop early."""
+def seeded_hf_lm(config, seed: int):
+    """A HuggingFace GPT2LMHeadModel of config (a GPT2Config) with randomize_'s
+    seeded weights, whose generate() is set never to stop early."""
     from transformers import GPT2LMHeadModel
 
-    from solutions.solution_11 import MaxGPT2LMHeadModel
-
-    hf = randomize_(without_hf_init(lambda: GPT2LMHeadModel(case.hf)), seed)
+    hf = randomize_(without_hf_init(lambda: GPT2LMHeadModel(config)), seed)
     hf.generation_config.eos_token_id = None
     hf.generation_config.pad_token_id = 0
+    return hf
+
+
+def lm_twins(case: Case, seed: int, ours=None, what: str = "reference model"):
+    """A seeded HuggingFace GPT2LMHeadModel (seeded_hf_lm) and a MAX model
+    holding the same weights (loaded here, not by the lesson's loader): ours,
+    or else the reference MaxGPT2LMHeadModel."""
+    from solutions.solution_11 import MaxGPT2LMHeadModel
+
+    hf = seeded_hf_lm(case.hf, seed)
     ours = MaxGPT2LMHeadModel(case.max) if ours is None else ours
     load_weights(ours, max_state_from_hf(hf), what)
     return hf, ours
